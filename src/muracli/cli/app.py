@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "mura"
         console.error(exc.format_message(), f"see '{command} --help'")
         return exc.exit_code
-    except click_exceptions.Abort:
+    except typer.Abort:
         console.error("aborted")
         return 130
     except KeyboardInterrupt:

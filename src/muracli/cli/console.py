@@ -35,7 +35,8 @@ class State:
 state = State(debug=os.environ.get("MURA_DEBUG", "") not in ("", "0", "false", "False"))
 
 out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+# soft_wrap: an error or hint stays one line however narrow the terminal.
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def configure(*, debug: bool, quiet: bool) -> None:
@@ -119,3 +120,11 @@ def _format_field(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
     return str(value)
+
+
+def print_json(data: object) -> None:
+    """Machine-readable output: plain JSON on stdout, no styling or wrapping."""
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2, allow_nan=False, default=str) + "\n")
+    sys.stdout.flush()

@@ -1,16 +1,96 @@
-"""`mura download`."""
+"""`mura download`: get MURA onto disk (synthetic, a local zip, or a URL)."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
 
-from muracli.errors import MuraError
+from muracli.cli import console
+from muracli.cli.options import Difficulty
+
+EXAMPLES = """
+[bold]Examples[/]
+
+  [dim]# 400 synthetic studies into ./data[/]
+  mura download --synthetic
+  mura download --synthetic --studies 300 --seed 7 --dest /tmp/mura
+
+  [dim]# the real MURA, after accepting Stanford's research-use agreement[/]
+  mura download --archive ~/Downloads/MURA-v1.1.zip
+  mura download --url https://example.org/MURA-v1.1.zip --sha256 HEX
+"""
 
 
 def register(app: typer.Typer) -> None:
-    app.command(name="download")(download)
+    app.command(name="download", epilog=EXAMPLES)(download)
 
 
-def download() -> None:
-    """Not implemented yet."""
-    raise MuraError("`mura download` is not implemented yet", "it arrives in a later release")
+def download(
+    synthetic: Annotated[bool, typer.Option("--synthetic", help="Generate a synthetic MURA (SPEC §1.2).")] = False,
+    archive: Annotated[
+        Optional[Path], typer.Option("--archive", help="Extract a MURA zip you downloaded (MURA-v1.1.zip).")
+    ] = None,
+    url: Annotated[Optional[str], typer.Option("--url", help="Download a MURA zip over HTTP(S), resumably.")] = None,
+    sha256: Annotated[
+        Optional[str], typer.Option("--sha256", help="Expected SHA-256 of the file at --url.")
+    ] = None,
+    dest: Annotated[
+        Optional[Path],
+        typer.Option("--dest", help="Where MURA-v1.1/ goes. Default: $MURA_DATA, else ./data.", show_default=False),
+    ] = None,
+    studies: Annotated[int, typer.Option("--studies", min=1, help="Synthetic: number of studies.")] = 400,
+    seed: Annotated[int, typer.Option("--seed", help="Synthetic: random seed (same seed, same bytes).")] = 0,
+    difficulty: Annotated[
+        Difficulty, typer.Option("--difficulty", help="Synthetic: how subtle the findings are.")
+    ] = Difficulty.normal,
+    max_side: Annotated[int, typer.Option("--max-side", min=64, help="Synthetic: longest image side in pixels.")] = 512,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing MURA-v1.1/ in --dest.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the resulting breakdown as JSON.")] = False,
+) -> None:
+    """Get MURA: a synthetic dataset, a local zip, or a resumable HTTP download."""
+    from muracli.data.layout import default_data_dir, read_layout
+    from muracli.errors import ConfigError
+
+    chosen = [name for name, given in (("--synthetic", synthetic), ("--archive", archive), ("--url", url)) if given]
+    if len(chosen) != 1:
+        raise ConfigError(
+            "choose exactly one source" + (f" (got {', '.join(chosen)})" if chosen else ""),
+            "mura download --synthetic | --archive MURA-v1.1.zip | --url URL",
+        )
+    if sha256 and not url:
+        raise ConfigError("--sha256 only applies to --url", "mura download --url URL --sha256 HEX")
+    dest = dest if dest is not None else default_data_dir()
+    started = time.monotonic()
+
+    with console.RichProgress() as progress:
+        if synthetic:
+            from muracli.data.synthetic import generate_synthetic
+
+            generate_synthetic(
+                dest, studies=studies, seed=seed, difficulty=difficulty.value, max_side=max_side,
+                progress=progress, overwrite=force,
+            )
+        else:
+            from muracli.data.archive import extract_mura_archive
+
+            if url:
+                from muracli.data.download import download as fetch
+
+                dest.mkdir(parents=True, exist_ok=True)
+                archive = fetch(url, dest, sha256=sha256, progress=progress)
+            extract_mura_archive(archive, dest, progress=progress, overwrite=force)
+
+    layout = read_layout(dest)
+    elapsed = time.monotonic() - started
+    if json_output:
+        from muracli.data.stats import summary
+
+        console.print_json({**summary(layout), "seconds": round(elapsed, 2)})
+        return
+    from muracli.cli.stats import render_layout
+
+    console.info(f"MURA ready at {layout.root} ({len(layout.images)} images, {elapsed:.1f} s)")
+    render_layout(layout)
