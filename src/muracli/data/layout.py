@@ -1,0 +1,297 @@
+"""Read and validate a MURA v1.1 tree (SPEC §1.1).
+
+MURA ships four header-less CSVs beside its ``train/`` and ``valid/`` folders:
+
+* ``<split>_image_paths.csv``: one image path per row,
+  ``MURA-v1.1/train/XR_SHOULDER/patient00001/study1_positive/image1.png``;
+* ``<split>_labeled_studies.csv``: ``<study path>/,<0|1>`` (trailing slash,
+  1 = abnormal).
+
+Paths are relative to the folder that holds ``MURA-v1.1/``. ``read_layout``
+turns them into an image table and a study table and lists every problem it
+finds instead of stopping at the first, so a user can fix a broken copy in
+one go.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+from muracli.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ROOT_NAME = "MURA-v1.1"
+SPLITS = ("train", "valid")
+BODY_PARTS = (
+    "XR_ELBOW",
+    "XR_FINGER",
+    "XR_FOREARM",
+    "XR_HAND",
+    "XR_HUMERUS",
+    "XR_SHOULDER",
+    "XR_WRIST",
+)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+DOWNLOAD_HINT = (
+    "run `mura download --synthetic` for a synthetic dataset, or `mura download --archive "
+    "MURA-v1.1.zip` for the real one, then pass --data DIR (default $MURA_DATA, else ./data)"
+)
+
+_STUDY_RE = re.compile(r"^study(\d+)_(positive|negative)$")
+_VIEW_RE = re.compile(r"^image(\d+)\.[A-Za-z]+$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the tree. ``severity`` is ``error`` or ``warning``."""
+
+    kind: str
+    detail: str
+    path: str = ""
+    severity: str = "warning"
+
+
+@dataclass
+class MuraLayout:
+    """A parsed MURA tree.
+
+    ``images`` has one row per listed image that exists on disk, with columns
+    split, body_part, patient, study (the study path as in the CSVs, trailing
+    slash included), view (the N of imageN), label (0 normal, 1 abnormal),
+    path (as in the CSV) and abs_path. ``studies`` has one row per study with
+    at least one image: split, body_part, patient, study, label, n_images,
+    abs_path.
+    """
+
+    root: Path
+    images: "pd.DataFrame"
+    studies: "pd.DataFrame"
+    problems: list[Problem] = field(default_factory=list)
+    junk_files: int = 0
+
+    @property
+    def base(self) -> Path:
+        """The folder that holds ``MURA-v1.1/``; CSV paths are relative to it."""
+        return self.root.parent
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    def split(self, name: str) -> "pd.DataFrame":
+        return self.images[self.images["split"] == name]
+
+    def fingerprint(self) -> str:
+        """A hash of the CSVs and the size and mtime of every listed image.
+
+        A cache built from this layout stores it; any edit to the labels, an
+        added or replaced image changes it, so a stale cache is never reused.
+        """
+        digest = hashlib.sha256()
+        for split in SPLITS:
+            for kind in ("image_paths", "labeled_studies"):
+                digest.update((self.root / f"{split}_{kind}.csv").read_bytes())
+        for path in self.images["abs_path"]:
+            st = os.stat(path)
+            digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("MURA_DATA")
+    return Path(env) if env else Path("data")
+
+
+def resolve_root(data: Path | str | None = None) -> Path:
+    """Find the ``MURA-v1.1`` folder from ``--data`` (the folder or its parent)."""
+    given = Path(data) if data is not None else default_data_dir()
+    where = "--data" if data is not None else ("$MURA_DATA" if os.environ.get("MURA_DATA") else "./data")
+    if not given.exists():
+        raise DataError(f"data folder {given} ({where}) does not exist", DOWNLOAD_HINT)
+    if not given.is_dir():
+        raise DataError(f"{given} ({where}) is not a folder", DOWNLOAD_HINT)
+    for candidate in (given, given / ROOT_NAME):
+        if (candidate / "train_image_paths.csv").is_file():
+            return candidate.resolve()
+    raise DataError(
+        f"no MURA dataset in {given} ({where}): expected {ROOT_NAME}/train_image_paths.csv",
+        DOWNLOAD_HINT,
+    )
+
+
+def read_layout(data: Path | str | None = None, *, scan_disk: bool = True) -> MuraLayout:
+    """Parse the CSVs under ``data`` and check them against the files on disk.
+
+    Raises ``DataError`` when there is no dataset or a CSV is missing or
+    unreadable; everything else is collected in ``MuraLayout.problems``.
+    """
+    import pandas as pd
+
+    root = resolve_root(data)
+    problems: list[Problem] = []
+    on_disk, junk = _scan(root) if scan_disk else (None, 0)
+
+    image_rows: list[dict] = []
+    study_rows: list[dict] = []
+    for split in SPLITS:
+        labels = _read_study_labels(root, split, problems)
+        seen: set[str] = set()
+        for rel in _read_csv_column(root / f"{split}_image_paths.csv"):
+            row = _parse_image_path(rel, split, problems)
+            if row is None:
+                continue
+            if rel in seen:
+                problems.append(Problem("duplicate_row", "listed twice", rel))
+                continue
+            seen.add(rel)
+            row["abs_path"] = str(root.joinpath(*rel.split("/")[1:]))
+            if on_disk is not None and row["abs_path"] not in on_disk:
+                problems.append(Problem("missing_file", "listed in the CSV but not on disk", rel, "error"))
+                continue
+            if on_disk is not None:
+                on_disk.discard(row["abs_path"])
+            label = labels.get(row["study"])
+            if label is None:
+                problems.append(
+                    Problem("unlabelled_study", "not in the labelled-studies CSV; label taken from the folder suffix", row["study"])
+                )
+                label = row["suffix_label"]
+                labels[row["study"]] = label
+            row["label"] = label
+            image_rows.append(row)
+        listed = {r["study"] for r in image_rows if r["split"] == split}
+        for study, label in labels.items():
+            if study not in listed:
+                problems.append(Problem("empty_study", "labelled but has no image on disk", study, "error"))
+            suffix = _suffix_label(study)
+            if suffix is not None and suffix != label:
+                problems.append(
+                    Problem(
+                        "label_mismatch",
+                        f"CSV label {label} but folder says {'positive' if suffix else 'negative'}; the CSV label is used",
+                        study,
+                    )
+                )
+
+    if on_disk:
+        for path in sorted(on_disk)[:20]:
+            problems.append(Problem("unlisted_file", "image on disk not listed in any CSV (ignored)", path))
+        if len(on_disk) > 20:
+            problems.append(Problem("unlisted_file", f"... and {len(on_disk) - 20} more unlisted images (ignored)"))
+    if junk:
+        problems.append(Problem("junk_files", f"{junk} junk files (e.g. macOS ._*) ignored"))
+
+    columns = ["split", "body_part", "patient", "study", "view", "label", "path", "abs_path"]
+    images = pd.DataFrame(image_rows, columns=columns + ["suffix_label"])[columns]
+    images = images.astype({"view": "int64", "label": "int64"})
+    studies = _study_table(images, root)
+
+    shared = set(studies.loc[studies.split == "train", "patient"]) & set(studies.loc[studies.split == "valid", "patient"])
+    for patient in sorted(shared):
+        problems.append(Problem("patient_overlap", "patient appears in both train and valid", patient, "error"))
+
+    return MuraLayout(root=root, images=images, studies=studies, problems=problems, junk_files=junk)
+
+
+def _study_table(images: "pd.DataFrame", root: Path) -> "pd.DataFrame":
+    import pandas as pd
+
+    if images.empty:
+        return pd.DataFrame(columns=["split", "body_part", "patient", "study", "label", "n_images", "abs_path"])
+    studies = (
+        images.groupby("study", sort=False)
+        .agg(split=("split", "first"), body_part=("body_part", "first"), patient=("patient", "first"),
+             label=("label", "first"), n_images=("path", "size"))
+        .reset_index()
+    )
+    studies["abs_path"] = [str(root.joinpath(*s.rstrip("/").split("/")[1:])) for s in studies["study"]]
+    return studies[["split", "body_part", "patient", "study", "label", "n_images", "abs_path"]]
+
+
+def _read_csv_column(path: Path) -> Iterable[str]:
+    for row in _read_csv(path):
+        yield row[0]
+
+
+def _read_csv(path: Path) -> list[list[str]]:
+    if not path.is_file():
+        raise DataError(f"{path.name} is missing from {path.parent}", DOWNLOAD_HINT)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}", "the file should be MURA's plain-text CSV") from exc
+    # newline="" lets csv handle LF and CRLF alike; blank rows are skipped.
+    return [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text, newline="")) if row and row[0].strip()]
+
+
+def _read_study_labels(root: Path, split: str, problems: list[Problem]) -> dict[str, int]:
+    labels: dict[str, int] = {}
+    for row in _read_csv(root / f"{split}_labeled_studies.csv"):
+        study = row[0] if row[0].endswith("/") else row[0] + "/"
+        if len(row) < 2 or row[1] not in ("0", "1"):
+            problems.append(Problem("bad_label", f"label must be 0 or 1, got {row[1:] or 'nothing'}", study, "error"))
+            continue
+        if study in labels:
+            problems.append(Problem("duplicate_row", "study listed twice", study))
+        labels[study] = int(row[1])
+    return labels
+
+
+def _parse_image_path(rel: str, split: str, problems: list[Problem]) -> dict | None:
+    parts = rel.replace("\\", "/").split("/")
+    if len(parts) != 6 or parts[1] != split:
+        problems.append(
+            Problem("malformed_row", f"expected {ROOT_NAME}/{split}/XR_<PART>/patientN/studyN_<label>/imageN.png", rel, "error")
+        )
+        return None
+    _, _, body_part, patient, study_dir, name = parts
+    study_match, view_match = _STUDY_RE.match(study_dir), _VIEW_RE.match(name)
+    if not study_match or not view_match or not patient.startswith("patient"):
+        problems.append(Problem("malformed_row", "unexpected folder or file name", rel, "error"))
+        return None
+    if body_part not in BODY_PARTS:
+        problems.append(Problem("unknown_body_part", f"{body_part} is not one of MURA's seven study types", rel))
+    return {
+        "split": split,
+        "body_part": body_part,
+        "patient": patient,
+        "study": "/".join(parts[:5]) + "/",
+        "view": int(view_match.group(1)),
+        "path": rel,
+        "suffix_label": 1 if study_match.group(2) == "positive" else 0,
+    }
+
+
+def _suffix_label(study: str) -> int | None:
+    match = _STUDY_RE.match(study.rstrip("/").rsplit("/", 1)[-1])
+    if match is None:
+        return None
+    return 1 if match.group(2) == "positive" else 0
+
+
+def _scan(root: Path) -> tuple[set[str], int]:
+    """Image files under the split folders, and how many junk files sit beside them."""
+    images: set[str] = set()
+    junk = 0
+    for split in SPLITS:
+        for folder, dirs, files in os.walk(root / split):
+            dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__MACOSX"]
+            for name in files:
+                if name.startswith("._") or name == ".DS_Store" or name == "Thumbs.db":
+                    junk += 1
+                elif name.lower().endswith(IMAGE_SUFFIXES):
+                    images.add(os.path.join(folder, name))
+    return images, junk
