@@ -9,19 +9,19 @@ from typing import Annotated, Optional
 import typer
 
 from muracli.cli import console
-from muracli.cli.options import Difficulty
+from muracli.cli.options import examples, Difficulty
 
-EXAMPLES = """
-[bold]Examples[/]
-
-  [dim]# 400 synthetic studies into ./data[/]
+EXAMPLES = examples(
+    """
+  # 400 synthetic studies into ./data
   mura download --synthetic
   mura download --synthetic --studies 300 --seed 7 --dest /tmp/mura
 
-  [dim]# the real MURA, after accepting Stanford's research-use agreement[/]
+  # the real MURA, after accepting Stanford's research-use agreement
   mura download --archive ~/Downloads/MURA-v1.1.zip
   mura download --url https://example.org/MURA-v1.1.zip --sha256 HEX
 """
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -51,8 +51,8 @@ def download(
     json_output: Annotated[bool, typer.Option("--json", help="Print the resulting breakdown as JSON.")] = False,
 ) -> None:
     """Get MURA: a synthetic dataset, a local zip, or a resumable HTTP download."""
-    from muracli.data.layout import default_data_dir, read_layout
-    from muracli.errors import ConfigError
+    from muracli.data.layout import ROOT_NAME, default_data_dir, read_layout
+    from muracli.errors import ConfigError, DataError
 
     chosen = [name for name, given in (("--synthetic", synthetic), ("--archive", archive), ("--url", url)) if given]
     if len(chosen) != 1:
@@ -63,6 +63,13 @@ def download(
     if sha256 and not url:
         raise ConfigError("--sha256 only applies to --url", "mura download --url URL --sha256 HEX")
     dest = dest if dest is not None else default_data_dir()
+    existing = dest / ROOT_NAME
+    if existing.exists() and not force:
+        # Checked before a long download or generation, not after it.
+        raise DataError(
+            f"{existing} already exists",
+            "pass --force to replace it, or --dest DIR for another folder; `mura stats` shows what is there",
+        )
     started = time.monotonic()
 
     with console.RichProgress() as progress:
