@@ -8,18 +8,18 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from muracli.cli import console
-from muracli.cli.options import DataOption
+from muracli.cli.options import DataOption, examples
 
 if TYPE_CHECKING:
     from muracli.data.layout import MuraLayout
 
-EXAMPLES = """
-[bold]Examples[/]
-
-  mura stats                              [dim]# ./data or $MURA_DATA[/]
-  mura stats --data ~/datasets --json     [dim]# for scripts[/]
-  mura stats --montage montage.png        [dim]# example images per body part[/]
+EXAMPLES = examples(
+    """
+  mura stats                              # ./data or $MURA_DATA
+  mura stats --data ~/datasets --json     # for scripts
+  mura stats --montage montage.png        # example images per body part
 """
+)
 
 
 def register(app: typer.Typer) -> None:
