@@ -77,3 +77,44 @@ def cli(capsys, monkeypatch):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def isolated_state(tmp_path_factory, monkeypatch):
+    """Keep the latest-run record of every test away from the user's home."""
+    monkeypatch.setenv("MURA_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> Path:
+    """A small synthetic MURA (easy findings, small images), shared by the session.
+
+    Returns the folder that holds MURA-v1.1/. Tests must not modify it.
+    """
+    from muracli.data.synthetic import generate_synthetic
+
+    base = tmp_path_factory.mktemp("synthetic")
+    generate_synthetic(base, studies=80, seed=3, difficulty="easy", max_side=96, workers=1)
+    return base
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache(synthetic_data):
+    """The preprocess cache of ``synthetic_data`` at 32 px."""
+    from muracli.data.cache import build_cache
+
+    return build_cache(synthetic_data, size=32, fit="pad", workers=0)
+
+
+@pytest.fixture(scope="session")
+def trained_run(synthetic_cache, tmp_path_factory) -> Path:
+    """A cnn trained for two epochs on ``synthetic_cache``: its run directory. Do not modify."""
+    from muracli.training.config import TrainConfig
+    from muracli.training.trainer import train
+
+    out = tmp_path_factory.mktemp("runs") / "cnn"
+    config = TrainConfig(
+        cache=str(synthetic_cache.path), image_size=synthetic_cache.size, model="cnn", epochs=2,
+        batch_size=16, lr=2e-3, device="cpu", out=str(out), seed=1,
+    )
+    return train(config).run_dir

@@ -303,6 +303,9 @@ def image_loader(
         collate_fn=pass_batch,
         num_workers=workers,
         pin_memory=bool(pin_memory and torch.cuda.is_available()),
+        # Its own generator: starting an epoch's iterator must not draw from
+        # the global RNG (dropout's), or a run resumed mid-epoch would drift.
+        generator=torch.Generator().manual_seed(mix_seed(seed, 0x10ADE5)),
         **options,
     )
     return loader, sampler

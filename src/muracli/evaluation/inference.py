@@ -1,0 +1,72 @@
+"""Image probabilities of a model over a cached split: batched, memory-bounded,
+sharded across ranks under DDP and gathered so every rank sees the whole split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from muracli.data.augment import prepare_batch
+from muracli.data.datasets import study_batches
+from muracli.progress import ProgressFn
+from muracli.training.devices import Precision
+from muracli.training.distributed import World, gather_objects
+
+IMAGE_COLUMNS = ["path", "study", "body_part", "label", "view"]
+
+
+@torch.inference_mode()
+def image_probabilities(
+    model: torch.nn.Module,
+    split,
+    *,
+    device: torch.device,
+    mean: float,
+    std: float,
+    precision: Precision = Precision(None),
+    max_images: int = 256,
+    channels_last: bool = False,
+    world: World = World(),
+    progress: ProgressFn | None = None,
+    task: str = "validate",
+) -> pd.DataFrame:
+    """One row per image of ``split`` (index order): path, study, body_part, label,
+    view and ``probability`` of abnormality (softmax of the two logits)."""
+    was_training = model.training
+    model.eval()
+    rows: list[np.ndarray] = []
+    probabilities: list[np.ndarray] = []
+    total = len(split.index)
+    done = 0
+    try:
+        with precision.autocast(device):
+            for x, index in study_batches(split, max_images=max_images, rank=world.rank, world=world.size):
+                batch = prepare_batch(x, device=device, mean=mean, std=std, channels_last=channels_last)
+                logits = model(batch).float()
+                probabilities.append(torch.softmax(logits, dim=1)[:, 1].cpu().numpy())
+                rows.append(np.asarray(index))
+                done += len(index)
+                if progress is not None:
+                    progress(task, min(done * world.size, total), total)
+    finally:
+        model.train(was_training)
+    local = (
+        np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64),
+        np.concatenate(probabilities) if probabilities else np.zeros(0, dtype=np.float32),
+    )
+    gathered = gather_objects(local, world)
+    all_rows = np.concatenate([g[0] for g in gathered])
+    all_probs = np.concatenate([g[1] for g in gathered])
+    # Shards may repeat a study to even out ranks: keep each image once.
+    unique_rows, first = np.unique(all_rows, return_index=True)
+    table = split.index.iloc[unique_rows][IMAGE_COLUMNS].reset_index(drop=True)
+    table["probability"] = all_probs[first].astype(np.float64)
+    return table
+
+
+def image_losses(table: pd.DataFrame) -> np.ndarray:
+    """Per-image cross-entropy from two-class softmax probabilities."""
+    p = np.clip(table["probability"].to_numpy(dtype=np.float64), 1e-7, 1 - 1e-7)
+    y = table["label"].to_numpy()
+    return -np.where(y == 1, np.log(p), np.log1p(-p))

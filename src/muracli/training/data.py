@@ -1,0 +1,125 @@
+"""The data side of a training run: find or build the cache, then loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from muracli.errors import ConfigError, DataError
+from muracli.progress import ProgressFn
+from muracli.training import distributed
+from muracli.training.config import TrainConfig
+from muracli.training.distributed import World
+
+
+@dataclass
+class TrainData:
+    train: object  # CacheSplit
+    valid: object  # CacheSplit
+    loader: torch.utils.data.DataLoader
+    sampler: object  # EpochSampler
+    steps_per_epoch: int
+    class_weights: torch.Tensor  # [w_normal, w_abnormal]
+    image_size: int
+    fit: str
+    fingerprint: str
+    source: str
+    cache_path: Path
+
+
+def open_or_build_cache(
+    *,
+    data: str | Path | None = None,
+    cache: str | Path | None = None,
+    size: int,
+    fit: str = "pad",
+    world: World = World(),
+    progress: ProgressFn | None = None,
+):
+    """The cache at ``cache``, else the one for (``data``, ``size``, ``fit``), built if missing.
+
+    Under DDP only rank 0 builds; the others wait at a barrier and then open it.
+    """
+    from muracli.data.cache import build_cache, default_cache_dir, open_cache
+
+    if cache:
+        opened = open_cache(Path(cache))
+        if opened.size != size:
+            raise ConfigError(
+                f"the cache at {cache} holds {opened.size} px images but {size} px are needed",
+                f"omit --image-size to use the cache's size, or run `mura preprocess --size {size}`",
+            )
+        return opened
+    from muracli.data.layout import read_layout
+
+    layout = read_layout(data)
+    path = default_cache_dir(layout, size, fit)
+    if world.is_main:
+        try:
+            opened = open_cache(path)
+        except DataError:
+            opened = build_cache(layout=layout, size=size, fit=fit, out=path, progress=progress)
+    distributed.barrier(world)
+    if not world.is_main:
+        opened = open_cache(path)
+    return opened
+
+
+def load_train_data(config: TrainConfig, world: World, device: torch.device, progress: ProgressFn | None = None) -> TrainData:
+    from muracli.data.datasets import image_loader
+
+    cache = open_or_build_cache(
+        data=config.data, cache=config.cache, size=config.image_size, fit=config.fit, world=world, progress=progress
+    )
+    train, valid = cache.split("train"), cache.split("valid")
+    if len(train.index) == 0 or len(valid.index) == 0:
+        raise DataError(
+            f"the cache at {cache.path} has {len(train.index)} train and {len(valid.index)} valid images",
+            "training needs both splits; check `mura stats` for the dataset",
+        )
+    workers = config.workers if config.workers is not None else (0 if device.type == "cpu" else min(8, _cpus()))
+    loader, sampler = image_loader(
+        train,
+        batch_size=config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        workers=workers,
+        rank=world.rank,
+        world=world.size,
+        balanced=config.balanced_sampling,
+        pin_memory=device.type == "cuda",
+        drop_last=False,
+    )
+    return TrainData(
+        train=train,
+        valid=valid,
+        loader=loader,
+        sampler=sampler,
+        steps_per_epoch=len(sampler),
+        class_weights=mura_class_weights(train.index),
+        image_size=cache.size,
+        fit=cache.fit,
+        fingerprint=cache.manifest.fingerprint,
+        source=str(cache.manifest.source),
+        cache_path=cache.path,
+    )
+
+
+def mura_class_weights(index) -> torch.Tensor:
+    """The MURA paper's weights over training studies: w_abnormal = N/(A+N), w_normal = A/(A+N).
+
+    The rarer class gets the larger weight, so both classes pull equally on the loss.
+    """
+    studies = index.drop_duplicates("study")
+    abnormal = int((studies["label"] == 1).sum())
+    normal = int((studies["label"] == 0).sum())
+    total = max(1, abnormal + normal)
+    return torch.tensor([abnormal / total, normal / total], dtype=torch.float32)
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -1,0 +1,132 @@
+"""The run directory (SPEC §3.2) and the record of the latest run.
+
+``config.json`` (every option, versions, data fingerprint, device),
+``metrics.csv`` (one row per epoch), ``best.pt``, ``last.pt``, ``log.txt``
+and ``curves.png``. The latest run is recorded in a small state file so
+that ``mura evaluate`` and ``mura predict`` can default to it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from muracli.errors import CheckpointError
+
+METRIC_COLUMNS = [
+    "epoch", "train_loss", "valid_loss", "valid_kappa", "valid_auc", "valid_accuracy",
+    "lr", "seconds", "images_per_s",
+]
+
+
+def default_run_dir(model: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path("runs") / f"{model}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path("runs") / f"{model}-{stamp}-{n}"
+    return path
+
+
+class RunDir:
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    config_path = property(lambda self: self.path / "config.json")
+    metrics_path = property(lambda self: self.path / "metrics.csv")
+    best_path = property(lambda self: self.path / "best.pt")
+    last_path = property(lambda self: self.path / "last.pt")
+    log_path = property(lambda self: self.path / "log.txt")
+    curves_path = property(lambda self: self.path / "curves.png")
+
+    def create(self) -> "RunDir":
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        tmp = self.config_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(config, indent=2, default=str) + "\n")
+        os.replace(tmp, self.config_path)
+
+    def read_config(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.config_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"cannot read {self.config_path}: {exc}", "is this a run directory written by `mura train`?") from exc
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        new = not self.metrics_path.exists()
+        with self.metrics_path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        with self.metrics_path.open(newline="") as handle:
+            return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+    def truncate_metrics(self, epochs: int) -> None:
+        """Keep the rows of the first ``epochs`` epochs (a resume from an older last.pt)."""
+        rows = [r for r in self.read_metrics() if r["epoch"] is not None and r["epoch"] <= epochs]
+        self.metrics_path.unlink(missing_ok=True)
+        for row in rows:
+            self.append_metrics(row)
+
+    def log(self, line: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with self.log_path.open("a") as handle:
+            handle.write(f"{stamp} {line}\n")
+
+
+def _fmt(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+def _parse(value: str) -> Any:
+    if value == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() and "." not in value and "e" not in value else number
+
+
+def state_dir() -> Path:
+    if os.environ.get("MURA_STATE_DIR"):
+        return Path(os.environ["MURA_STATE_DIR"])
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "mura"
+
+
+def record_latest(run: Path) -> None:
+    folder = state_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "latest-run").write_text(str(Path(run).resolve()) + "\n")
+    except OSError:
+        pass  # a read-only home must not fail a finished training run
+
+
+def latest_run() -> Path | None:
+    """The most recent run: the recorded one if it still exists, else the newest ``./runs/*``."""
+    record = state_dir() / "latest-run"
+    if record.is_file():
+        path = Path(record.read_text().strip())
+        if (path / "best.pt").is_file() or (path / "last.pt").is_file():
+            return path
+    candidates = [p for p in Path("runs").glob("*") if (p / "best.pt").is_file()]
+    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
