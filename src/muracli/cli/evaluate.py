@@ -1,16 +1,220 @@
-"""`mura evaluate`."""
+"""`mura evaluate`: study-level metrics of a run on a split, per body part."""
 
 from __future__ import annotations
 
-import typer
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
-from muracli.errors import MuraError
+import typer
+from rich.markup import escape
+
+from muracli.cli import console
+from muracli.cli.options import Aggregate, DataOption, examples
+
+if TYPE_CHECKING:
+    from muracli.evaluation.evaluate import Evaluation
+
+EXAMPLES = examples(
+    """
+  # the latest run's study-level kappa on the valid split
+  mura evaluate --metric kappa
+
+  # everything, per body part, with 95% bootstrap intervals, saved to a folder
+  mura evaluate runs/cnn-20260101-120000 --bootstrap 1000 --out eval/cnn
+
+  # a checkpoint file, max over views instead of the mean, as JSON
+  mura evaluate runs/cnn-20260101-120000/last.pt --aggregate max --json
+"""
+)
+
+
+class Split(str, Enum):
+    train = "train"
+    valid = "valid"
+
+
+class Metric(str, Enum):
+    kappa = "kappa"
+    auc = "auc"
+    accuracy = "accuracy"
+    f1 = "f1"
+    sensitivity = "sensitivity"
+    specificity = "specificity"
+    all = "all"
+
+
+TABLE_METRICS = ["kappa", "auc", "accuracy", "sensitivity", "specificity", "f1"]
+LABELS = {"kappa": "kappa", "auc": "AUC", "accuracy": "accuracy", "f1": "F1", "sensitivity": "sensitivity", "specificity": "specificity"}
 
 
 def register(app: typer.Typer) -> None:
-    app.command(name="evaluate")(evaluate)
+    app.command(name="evaluate", epilog=EXAMPLES)(evaluate)
 
 
-def evaluate() -> None:
-    """Not implemented yet."""
-    raise MuraError("`mura evaluate` is not implemented yet", "it arrives in a later release")
+def evaluate(
+    target: Annotated[
+        Optional[Path],
+        typer.Argument(metavar="RUN_DIR|CHECKPOINT", help="A run directory (its best.pt), a .pt file, or nothing for the latest run.", show_default=False),
+    ] = None,
+    data: DataOption = None,
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Evaluate on this preprocess cache (it must hold the model's image size).")] = None,
+    split: Annotated[Split, typer.Option("--split", help="The split to evaluate.")] = Split.valid,
+    metric: Annotated[Metric, typer.Option("--metric", help="The metric to show first; all: a table per body part.")] = Metric.all,
+    aggregate: Annotated[
+        Optional[Aggregate], typer.Option("--aggregate", help="Study probability from image probabilities. [default: the run's, usually mean]", show_default=False)
+    ] = None,
+    threshold: Annotated[
+        Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Abnormal when the probability is >= this. [default: the run's, usually 0.5]", show_default=False)
+    ] = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Resamples of studies for 95% confidence intervals (0: none).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resamples.")] = 0,
+    gpu: Annotated[
+        Optional[bool], typer.Option("--gpu/--cpu", help="Run on CUDA or the CPU. Default: the GPU when present.", show_default=False)
+    ] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision. [default: on for CUDA]", show_default=False)] = None,
+    batch_images: Annotated[int, typer.Option("--batch-images", min=1, help="At most this many images per forward pass (bounds memory).")] = 256,
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", help="Write metrics.json, predictions.csv, image_predictions.csv, roc.png and confusion.png here.", show_default=False),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print metrics.json on stdout.")] = False,
+) -> None:
+    """Evaluate a run at study level: Cohen's kappa, AUC and more, overall and per body part."""
+    from muracli.evaluation.evaluate import evaluate_run
+
+    with console.RichProgress() as progress:
+        evaluation = evaluate_run(
+            target,
+            data=data,
+            cache=cache,
+            split=split.value,
+            aggregate=aggregate.value if aggregate else None,
+            threshold=threshold,
+            bootstrap=bootstrap,
+            seed=seed,
+            device="auto" if gpu is None else ("cuda" if gpu else "cpu"),
+            amp=amp,
+            batch_images=batch_images,
+            out=out,
+            progress=progress,
+        )
+    for note in evaluation.notes:
+        console.warn(note)
+    if json_output:
+        console.print_json(evaluation.report)
+        return
+    render(evaluation, metric.value)
+
+
+def render(evaluation: "Evaluation", metric: str) -> None:
+    """The human report: header, the chosen metric in bold, the per-body-part table, files."""
+    report = evaluation.report
+
+    def write(text: str = "") -> None:
+        console.out.print(text, soft_wrap=True)
+
+    epoch = f", epoch {evaluation.epoch}" if evaluation.epoch is not None else ""
+    write(f"Checkpoint  {escape(str(evaluation.checkpoint))} ({report['model']}{epoch}, {report['image_size']} px)")
+    write(f"Split       {report['split']}: {report['n_studies']} studies, {report['n_images']} images")
+    write(f"Data        {escape(str(evaluation.cache_path))} (device {evaluation.device})")
+    if report["aggregate"] == "vote":
+        write(
+            f"Aggregate   vote of views, threshold {report['threshold']:g} per view; a study is abnormal "
+            f"when >= {report['decision_threshold']:g} of its views vote abnormal"
+        )
+    else:
+        write(f"Aggregate   {report['aggregate']} of views, threshold {report['threshold']:g}")
+    write()
+    headline = "kappa" if metric == "all" else metric
+    write(_headline(report, headline))
+    write()
+    table = _table(report, TABLE_METRICS if metric == "all" else [metric])
+    print_whole(table)
+    write(_image_line(report))
+    if evaluation.files:
+        folder = next(iter(evaluation.files.values())).parent
+        names = ", ".join(path.name for path in evaluation.files.values())
+        write(f"Wrote {names} to {escape(str(folder))}")
+
+
+def print_whole(renderable: Any) -> None:
+    """Print on stdout: fitted to a terminal, but whole (never cut at 80 columns) into a pipe or file."""
+    if console.out.is_terminal:
+        console.out.print(renderable)
+        return
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    width = Measurement.get(console.out, console.out.options.update(max_width=1000), renderable).maximum
+    Console(width=max(width, 20), highlight=False, soft_wrap=False).print(renderable)
+
+
+def _level(report: dict[str, Any]) -> str:
+    bootstrap = report.get("bootstrap") or {}
+    return f"{100 * bootstrap.get('level', 0.95):g}%"
+
+
+def _headline(report: dict[str, Any], metric: str) -> str:
+    overall = report["overall"]
+    value = overall.get(metric)
+    text = f"[bold]{LABELS[metric]} {_number(value)}[/]"
+    ci = (overall.get("ci") or {}).get(metric)
+    if ci:
+        text += f" [bold]({_level(report)} CI {ci[0]:.2f}–{ci[1]:.2f})[/]"
+    elif value is not None and report.get("bootstrap"):
+        text += " (no interval: undefined on every resample)"
+    if value is None:
+        text += " (undefined on this split, e.g. only one class present)"
+    return text + f"  over {overall['n']} studies"
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _with_ci(block: dict[str, Any], metric: str) -> str:
+    text = _number(block.get(metric))
+    ci = (block.get("ci") or {}).get(metric)
+    if ci:
+        text += f" ({ci[0]:.2f}–{ci[1]:.2f})"
+    return text
+
+
+def _table(report: dict[str, Any], metrics: list[str]):
+    from rich import box
+    from rich.table import Table
+
+    with_ci = {"kappa", "auc"} if len(metrics) > 1 else set(metrics)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
+    table.add_column("body part")
+    table.add_column("studies", justify="right")
+    for metric in metrics:
+        header = LABELS[metric]
+        if metric in with_ci and report.get("bootstrap"):
+            header += f" ({_level(report)} CI)"
+        table.add_column(header, justify="right")
+
+    def row(name: str, block: dict[str, Any], **style: Any) -> None:
+        cells = [_with_ci(block, m) if m in with_ci else _number(block.get(m)) for m in metrics]
+        table.add_row(name, str(block["n"]), *cells, **style)
+
+    for part, block in report["by_body_part"].items():
+        row(_part_name(part), block)
+    table.add_section()
+    row("overall", report["overall"], style="bold")
+    return table
+
+
+def _part_name(part: str) -> str:
+    # XR_SHOULDER -> Shoulder, as in the MURA paper's tables
+    return part[3:].capitalize() if part.startswith("XR_") else part
+
+
+def _image_line(report: dict[str, Any]) -> str:
+    image = report["image_level"]
+    return (
+        f"Image level ({image['n']} images): kappa {_number(image['kappa'])}, AUC {_number(image['auc'])}, "
+        f"accuracy {_number(image['accuracy'])}, sensitivity {_number(image['sensitivity'])}, "
+        f"specificity {_number(image['specificity'])}"
+    )

@@ -1,0 +1,356 @@
+"""One evaluation run: checkpoint -> cache split -> probabilities -> report -> files.
+
+``evaluate_run`` is what ``mura evaluate`` calls. It loads the model of a run
+(or a checkpoint file, or the latest run), finds the data it was trained on
+(or the data it is given), scores a split, and returns the metrics.json
+report with the study and image tables; given ``out`` it also writes
+``metrics.json``, ``predictions.csv``, ``image_predictions.csv``, ``roc.png``
+and ``confusion.png`` there. It never prints; notes for the user (e.g. a
+cache made with another ``--fit``) come back in ``Evaluation.notes``.
+
+The model's probabilities come from one function, ``score_split``: an image
+model gives one probability per image, aggregated to studies here; a study
+model (all views of a study at once) would give study probabilities directly.
+That branch is the single place to extend when study models arrive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from muracli.errors import CheckpointError, ConfigError, DataError
+from muracli.progress import ProgressFn
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from muracli.data.cache import Cache
+    from muracli.training.checkpoint import LoadedModel
+    from muracli.training.devices import Precision
+
+SPLITS = ("train", "valid")
+
+#: The files ``write_outputs`` puts in the output folder, by role.
+OUTPUT_FILES = {
+    "metrics": "metrics.json",
+    "predictions": "predictions.csv",
+    "image_predictions": "image_predictions.csv",
+    "roc": "roc.png",
+    "confusion": "confusion.png",
+}
+
+
+@dataclass
+class SplitScores:
+    """What a model says about a split: one row per image (image models:
+    path, study, body_part, label, view, probability) or, for a study model,
+    one row per study (study, body_part, label, probability, n_images)."""
+
+    images: "pd.DataFrame | None" = None
+    studies: "pd.DataFrame | None" = None
+
+
+@dataclass
+class Evaluation:
+    """The result of ``evaluate_run``.
+
+    ``report`` is the content of metrics.json (and of ``mura evaluate
+    --json``); ``studies`` the rows of predictions.csv; ``images`` the rows
+    of image_predictions.csv (``None`` for a study model).
+    """
+
+    report: dict[str, Any]
+    studies: "pd.DataFrame"
+    images: "pd.DataFrame | None"
+    checkpoint: Path
+    model_name: str
+    epoch: int | None
+    cache_path: Path
+    device: str
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def evaluate_run(
+    target: Path | str | None = None,
+    *,
+    data: Path | str | None = None,
+    cache: Path | str | None = None,
+    split: str = "valid",
+    aggregate: str | None = None,
+    threshold: float | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
+    level: float = 0.95,
+    device: str = "auto",
+    amp: bool | None = None,
+    batch_images: int = 256,
+    out: Path | str | None = None,
+    progress: ProgressFn | None = None,
+) -> Evaluation:
+    """Evaluate a run directory, a checkpoint file or (``target=None``) the latest run.
+
+    ``aggregate`` and ``threshold`` default to the checkpoint's (its training
+    config). ``cache`` wins over ``data``; with neither, the data the run was
+    trained on is used when it is still there, else ``$MURA_DATA`` / ``./data``
+    - in every case the cache at the checkpoint's image size and fit is opened
+    or built. ``device`` is ``auto``, ``cpu`` or ``cuda``; ``batch_images``
+    bounds the images per forward pass. ``bootstrap`` > 0 adds 95% (``level``)
+    percentile intervals over studies, reproducible for a ``seed``.
+    """
+    from muracli.evaluation.aggregate import check_method
+    from muracli.evaluation.bootstrap import check_bootstrap
+    from muracli.evaluation.metrics import check_threshold
+
+    started = time.monotonic()
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}", f"choose one of: {', '.join(SPLITS)}")
+    if batch_images < 1:
+        raise ConfigError(f"--batch-images must be at least 1, got {batch_images}")
+    if bootstrap:
+        check_bootstrap(bootstrap, level)
+    if aggregate is not None:
+        check_method(aggregate)
+    if threshold is not None:
+        check_threshold(threshold)
+
+    from muracli.training.checkpoint import load_model
+    from muracli.training.devices import choose_precision, select_device
+
+    torch_device = select_device(device)
+    loaded = load_model(target, torch_device)
+    aggregate = aggregate or loaded.aggregate
+    threshold = check_threshold(loaded.threshold if threshold is None else threshold)
+    check_method(aggregate)
+
+    notes: list[str] = []
+    opened = locate_cache(loaded, data=data, cache=cache, notes=notes, progress=progress)
+    cache_split = opened.split(split)
+    if len(cache_split.index) == 0:
+        raise DataError(
+            f"the {split} split of the cache at {opened.path} has no images",
+            "check the dataset with `mura stats`",
+        )
+
+    scores = score_split(
+        loaded,
+        cache_split,
+        device=torch_device,
+        precision=choose_precision(torch_device, amp),
+        batch_images=batch_images,
+        progress=progress,
+    )
+    report, studies = _report(scores, split=split, aggregate=aggregate, threshold=threshold,
+                              bootstrap=bootstrap, seed=seed, level=level)
+    report.update(
+        {
+            "checkpoint": os.path.abspath(loaded.path),
+            "model": loaded.model_name,
+            "epoch": _epoch_of(loaded),
+            "image_size": loaded.image_size,
+            "fit": loaded.fit,
+            "cache": os.path.abspath(opened.path),
+            "data_fingerprint": opened.fingerprint,
+            "device": str(torch_device),
+        }
+    )
+    evaluation = Evaluation(
+        report=report,
+        studies=studies,
+        images=scores.images,
+        checkpoint=loaded.path,
+        model_name=loaded.model_name,
+        epoch=_epoch_of(loaded),
+        cache_path=opened.path,
+        device=str(torch_device),
+        seconds=0.0,
+        notes=notes,
+    )
+    if out is not None:
+        evaluation.files = write_outputs(evaluation, out)
+    evaluation.seconds = time.monotonic() - started
+    return evaluation
+
+
+def score_split(
+    loaded: "LoadedModel",
+    split,
+    *,
+    device: "torch.device",
+    precision: "Precision",
+    batch_images: int = 256,
+    progress: ProgressFn | None = None,
+) -> SplitScores:
+    """The model's probabilities of abnormality over a cached split, batched
+    (at most ``batch_images`` images per forward pass) and under ``precision``.
+
+    Image models give ``SplitScores(images=...)``. A study model (the
+    checkpoint's ``study_model`` field) would give ``SplitScores(studies=...)``
+    straight from the model; this version does not evaluate those yet.
+    """
+    if loaded.study_model:
+        raise CheckpointError(
+            f"{loaded.path} holds a study model (all views of a study at once); this version evaluates image models only",
+            "upgrade mura, or evaluate a run trained without --study-model",
+        )
+    from muracli.evaluation.inference import image_probabilities
+
+    images = image_probabilities(
+        loaded.model,
+        split,
+        device=device,
+        mean=loaded.mean,
+        std=loaded.std,
+        precision=precision,
+        max_images=batch_images,
+        channels_last=device.type == "cuda",
+        progress=progress,
+        task="evaluate",
+    )
+    return SplitScores(images=images)
+
+
+def _report(scores: SplitScores, *, split: str, aggregate: str, threshold: float, bootstrap: int, seed: int, level: float):
+    from muracli.evaluation.report import evaluation_report, study_predictions
+
+    if scores.images is None:  # pragma: no cover - the study-model seam, see score_split
+        raise CheckpointError("study-level scores cannot be evaluated by this version", "upgrade mura")
+    studies = study_predictions(scores.images, aggregate, threshold)
+    report = evaluation_report(
+        scores.images, split=split, aggregate=aggregate, threshold=threshold,
+        bootstrap=bootstrap, seed=seed, level=level, studies=studies,
+    )
+    return report, studies
+
+
+def _epoch_of(loaded: "LoadedModel") -> int | None:
+    epoch = loaded.checkpoint.get("epoch")
+    return int(epoch) if isinstance(epoch, int) else None
+
+
+# -- where the data is ---------------------------------------------------------
+
+
+def locate_cache(
+    loaded: "LoadedModel",
+    *,
+    data: Path | str | None = None,
+    cache: Path | str | None = None,
+    notes: list[str] | None = None,
+    progress: ProgressFn | None = None,
+) -> "Cache":
+    """The cache to evaluate ``loaded`` on, at its image size and fit.
+
+    In order: ``cache`` (must hold the checkpoint's image size); ``data``;
+    the cache the run was trained on, if it still exists at the right size
+    and fit; the dataset it was trained on, if it is still there; finally
+    ``$MURA_DATA`` / ``./data``. Caches are found or built by
+    ``open_or_build_cache``.
+    """
+    from muracli.data.cache import open_cache
+    from muracli.training.data import open_or_build_cache
+
+    notes = notes if notes is not None else []
+    size, fit = loaded.image_size, loaded.fit
+    if cache is not None:
+        opened = open_cache(Path(cache))
+        if opened.size != size:
+            raise ConfigError(
+                f"the cache at {cache} holds {opened.size} px images but the model in {loaded.path} takes {size} px",
+                f"pass a cache built with `mura preprocess --size {size} --fit {fit}`, or --data to find or build one",
+            )
+        if opened.fit != fit:
+            notes.append(f"the cache at {opened.path} was made with --fit {opened.fit}; the model was trained on --fit {fit}")
+        return opened
+    if data is not None:
+        return open_or_build_cache(data=data, size=size, fit=fit, progress=progress)
+
+    recorded_caches, recorded_data = _recorded_sources(loaded)
+    for candidate in recorded_caches:
+        if not candidate.is_dir():
+            continue
+        try:
+            opened = open_cache(candidate)
+        except DataError:
+            continue
+        if opened.size == size and opened.fit == fit:
+            return opened
+    for candidate in recorded_data:
+        if candidate.exists():
+            return open_or_build_cache(data=candidate, size=size, fit=fit, progress=progress)
+    if recorded_caches or recorded_data:
+        notes.append("the data this run was trained on is gone; using $MURA_DATA or ./data")
+    return open_or_build_cache(data=None, size=size, fit=fit, progress=progress)
+
+
+def _recorded_sources(loaded: "LoadedModel") -> tuple[list[Path], list[Path]]:
+    """Caches and dataset folders the run was trained on: from the run's
+    config.json (``data.cache``, ``data.root``) and the checkpoint's config."""
+    caches: list[Path] = []
+    roots: list[Path] = []
+    record = _run_record(loaded.path.parent)
+    recorded = record.get("data") if isinstance(record.get("data"), dict) else {}
+    config = loaded.checkpoint.get("config")
+    config = config if isinstance(config, dict) else {}
+    for value in (recorded.get("cache"), config.get("cache")):
+        if isinstance(value, str) and value and Path(value) not in caches:
+            caches.append(Path(value))
+    for value in (recorded.get("root"), config.get("data")):
+        if isinstance(value, str) and value and Path(value) not in roots:
+            roots.append(Path(value))
+    return caches, roots
+
+
+def _run_record(folder: Path) -> dict[str, Any]:
+    """The run's config.json next to the checkpoint, or {} when there is none."""
+    try:
+        record = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+# -- files ---------------------------------------------------------------------
+
+
+def write_outputs(evaluation: Evaluation, out: Path | str) -> dict[str, Path]:
+    """Write metrics.json, predictions.csv, image_predictions.csv, roc.png and
+    confusion.png into ``out`` (created); returns their paths by role."""
+    from muracli.evaluation.aggregate import decision_threshold
+    from muracli.evaluation.plots import confusion_png, roc_curve_png
+
+    folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the output folder {folder}: {exc.strerror or exc}", "pass another --out") from exc
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder", "pass a folder to --out")
+
+    report = evaluation.report
+    files = {role: folder / name for role, name in OUTPUT_FILES.items()}
+    studies = evaluation.studies
+    studies.to_csv(files["predictions"], index=False)
+    if evaluation.images is not None:
+        images = evaluation.images.copy()
+        images["prediction"] = (images["probability"] >= report["threshold"]).astype("int64")
+        images.to_csv(files["image_predictions"], index=False)
+    else:  # pragma: no cover - study models have no image table
+        del files["image_predictions"]
+
+    study_threshold = decision_threshold(report["aggregate"], report["threshold"])
+    title = f"{report['split']} studies ({report['aggregate']} of views), n = {report['n_studies']}"
+    roc_curve_png(studies["label"], studies["probability"], files["roc"], threshold=study_threshold, title=f"ROC: {title}")
+    confusion_png(studies["label"], studies["prediction"], files["confusion"], title=f"Confusion: {title}")
+    # metrics.json last: its presence says the folder is complete.
+    tmp = files["metrics"].with_name(f".{files['metrics'].name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    tmp.replace(files["metrics"])
+    return {role: files[role] for role in OUTPUT_FILES if role in files}
