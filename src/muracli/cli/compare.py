@@ -59,9 +59,8 @@ def compare(
     if json_output:
         console.print_json(comparison.to_dict())
         return
-    from muracli.cli.evaluate import print_whole
 
-    print_whole(_table(comparison.runs))
+    console.print_whole(_table(comparison.runs))
 
 
 COLUMNS = [

@@ -122,6 +122,17 @@ def _format_field(value: Any) -> str:
     return str(value)
 
 
+def print_whole(renderable: Any) -> None:
+    """Print on stdout: fitted to a terminal, but whole (never cut at 80 columns) into a pipe or file."""
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    from rich.measure import Measurement
+
+    width = Measurement.get(out, out.options.update(max_width=1000), renderable).maximum
+    Console(width=max(width, 20), highlight=False, soft_wrap=False).print(renderable)
+
+
 def print_json(data: object) -> None:
     """Machine-readable output: plain JSON on stdout, no styling or wrapping."""
     import json

@@ -130,24 +130,12 @@ def render(evaluation: "Evaluation", metric: str) -> None:
     write(_headline(report, headline))
     write()
     table = _table(report, TABLE_METRICS if metric == "all" else [metric])
-    print_whole(table)
+    console.print_whole(table)
     write(_image_line(report))
     if evaluation.files:
         folder = next(iter(evaluation.files.values())).parent
         names = ", ".join(path.name for path in evaluation.files.values())
         write(f"Wrote {names} to {escape(str(folder))}")
-
-
-def print_whole(renderable: Any) -> None:
-    """Print on stdout: fitted to a terminal, but whole (never cut at 80 columns) into a pipe or file."""
-    if console.out.is_terminal:
-        console.out.print(renderable)
-        return
-    from rich.console import Console
-    from rich.measure import Measurement
-
-    width = Measurement.get(console.out, console.out.options.update(max_width=1000), renderable).maximum
-    Console(width=max(width, 20), highlight=False, soft_wrap=False).print(renderable)
 
 
 def _level(report: dict[str, Any]) -> str:

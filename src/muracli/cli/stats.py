@@ -75,7 +75,7 @@ def render_layout(layout: "MuraLayout") -> None:
             row.split, row.body_part, str(row.patients), str(row.normal), str(row.abnormal), str(row.studies),
             str(row.images), f"{row.views_per_study:.2f}", style=style, end_section=last_of_split,
         )
-    console.out.print(table)
+    console.print_whole(table)
     render_problems(layout)
 
 
