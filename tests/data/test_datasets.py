@@ -288,7 +288,7 @@ def test_state_dict_resumes_mid_epoch():
     s = EpochSampler(50, 6, seed=4)
     s.set_epoch(1)
     it = iter(s)
-    seen = [next(it), next(it)]
+    next(it), next(it)
     state = s.state_dict()
     assert state["epoch"] == 1 and state["start_batch"] == 2
     rest = list(it)

@@ -123,6 +123,9 @@ def render(evaluation: "Evaluation", metric: str) -> None:
             f"Aggregate   vote of views, threshold {report['threshold']:g} per view; a study is abnormal "
             f"when >= {report['decision_threshold']:g} of its views vote abnormal"
         )
+    elif report["aggregate"] == "study":
+        pool = (report.get("study_model") or {}).get("view_pool", "?")
+        write(f"Aggregate   study model ({pool} pooling of view features), threshold {report['threshold']:g}")
     else:
         write(f"Aggregate   {report['aggregate']} of views, threshold {report['threshold']:g}")
     write()
@@ -201,6 +204,8 @@ def _part_name(part: str) -> str:
 
 def _image_line(report: dict[str, Any]) -> str:
     image = report["image_level"]
+    if image is None:
+        return "Image level: none (a study model scores whole studies)"
     return (
         f"Image level ({image['n']} images): kappa {_number(image['kappa'])}, AUC {_number(image['auc'])}, "
         f"accuracy {_number(image['accuracy'])}, sensitivity {_number(image['sensitivity'])}, "

@@ -183,14 +183,14 @@ def _print_table(report: dict[str, Any], cam: Path | None) -> None:
     out = console.out
     if prefix:
         out.print(escape(f"Studies in {prefix}:"), soft_wrap=True)
-    out.print(table)
+    console.print_whole(table)
     abnormal = sum(1 for r in report["studies"] if r["prediction"] == 1)
     normal = sum(1 for r in report["studies"] if r["prediction"] == 0)
     failed = report["n_failed"]
     counts = f"{report['n_studies']} stud{'y' if report['n_studies'] == 1 else 'ies'}: {abnormal} {names[1] if len(names) > 1 else 'abnormal'}, {normal} {names[0]}"
     if failed:
         counts += f", {failed} failed"
-    how = "vote of views" if report["aggregate"] == "vote" else f"{report['aggregate']} of views"
+    how = "study model over all views" if report["aggregate"] == "study" else f"{report['aggregate']} of views"
     out.print(
         escape(
             f"{counts}. Model {report['model']} ({report['image_size']} px, {report['fit']}), {how}, "

@@ -398,3 +398,136 @@ def study_batches(
     if pending:
         batch = np.concatenate(pending)
         yield read_rows(pixels, batch), batch
+
+
+def pad_views(studies: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack studies of (V_i, C, S, S) views into (B, max V, C, S, S) plus a (B, max V) mask.
+
+    Padding views are zeros and masked out; a study model never encodes them.
+    """
+    most = max(len(s) for s in studies)
+    first = studies[0]
+    x = first.new_zeros((len(studies), most, *first.shape[1:]))
+    mask = torch.zeros(len(studies), most, dtype=torch.bool)
+    for i, views in enumerate(studies):
+        x[i, : len(views)] = views
+        mask[i, : len(views)] = True
+    return x, mask
+
+
+class StudyTrainDataset(Dataset):
+    """Training batches of whole studies for a study model.
+
+    ``__getitems__`` takes a batch of study indices and returns ``(x uint8
+    (B, V, 1, S, S), mask (B, V), labels (B,))``. A study with more than
+    ``max_views`` views contributes a random choice of ``max_views`` of them,
+    drawn from a generator seeded by (seed, epoch, batch, rank), so batches
+    are the same whatever the workers and after a resume.
+    """
+
+    def __init__(self, split: "CacheSplit", *, max_views: int = 4, seed: int = 0) -> None:
+        _check_split(split)
+        if max_views < 1:
+            raise ConfigError(f"max_views must be at least 1, got {max_views}")
+        self.name = split.name
+        self._pixels = split.pixels
+        self.studies = study_table(split.index)
+        self.max_views = int(max_views)
+        self.seed = int(seed)
+        self._labels = self.studies["label"].to_numpy(dtype=np.int64)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._labels
+
+    def __len__(self) -> int:
+        return len(self.studies)
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        key = indices.key if isinstance(indices, BatchIndices) else (0, -1, 0)
+        generator = torch.Generator().manual_seed(mix_seed(self.seed, 0x57D1, *key))
+        views = []
+        for j in indices:
+            rows = self.studies["rows"].iat[int(j)]
+            if len(rows) > self.max_views:
+                keep = torch.randperm(len(rows), generator=generator)[: self.max_views].sort().values.numpy()
+                rows = rows[keep]
+            views.append(read_rows(self._pixels, rows))
+        x, mask = pad_views(views)
+        labels = torch.from_numpy(self._labels[np.asarray(indices, dtype=np.int64)].copy())
+        return x, mask, labels
+
+    def __getstate__(self) -> dict[str, Any]:
+        return _pickle_pixels(self.__dict__)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(_unpickle_pixels(state))
+
+
+def study_loader(
+    split: "CacheSplit",
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    max_views: int = 4,
+    workers: int = 0,
+    rank: int = 0,
+    world: int = 1,
+    balanced: bool = False,
+    pin_memory: bool = False,
+) -> tuple[DataLoader, EpochSampler]:
+    """A DataLoader of padded study batches ``(x, mask, y)`` and its sampler (``batch_size`` studies)."""
+    dataset = StudyTrainDataset(split, max_views=max_views, seed=seed)
+    sampler = EpochSampler(
+        len(dataset), batch_size, shuffle=shuffle, seed=seed, rank=rank, world=world,
+        labels=dataset.labels if balanced else None, balanced=balanced,
+    )
+    options: dict[str, Any] = {"persistent_workers": True} if workers > 0 else {}
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=pass_batch,
+        num_workers=workers,
+        pin_memory=bool(pin_memory and torch.cuda.is_available()),
+        generator=torch.Generator().manual_seed(mix_seed(seed, 0x10ADE5)),
+        **options,
+    )
+    return loader, sampler
+
+
+def padded_study_batches(
+    split: "CacheSplit | StudyDataset",
+    *,
+    max_images: int = 256,
+    rank: int = 0,
+    world: int = 1,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
+    """Evaluation batches for a study model: ``(x uint8 (B, V, 1, S, S), mask, study positions)``.
+
+    Every view of every study (no cap); studies packed until the next would
+    take the batch over ``max_images`` real views; rank r takes studies
+    r, r + world, ... as in :func:`study_batches`.
+    """
+    if max_images < 1:
+        raise ConfigError(f"max_images must be at least 1, got {max_images}")
+    dataset = split if isinstance(split, StudyDataset) else StudyDataset(split)
+    pixels = dataset._pixels
+    positions = np.arange(len(dataset.studies))[rank::world]
+    pending: list[int] = []
+    count = 0
+
+    def emit(batch: list[int]):
+        views = [read_rows(pixels, dataset.studies["rows"].iat[j]) for j in batch]
+        x, mask = pad_views(views)
+        return x, mask, np.asarray(batch, dtype=np.int64)
+
+    for j in positions:
+        n = int(dataset.studies["n_images"].iat[j])
+        if pending and count + n > max_images:
+            yield emit(pending)
+            pending, count = [], 0
+        pending.append(int(j))
+        count += n
+    if pending:
+        yield emit(pending)

@@ -145,7 +145,6 @@ def read_layout(data: Path | str | None = None, *, scan_disk: bool = True) -> Mu
     on_disk, junk = _scan(root) if scan_disk else (None, 0)
 
     image_rows: list[dict] = []
-    study_rows: list[dict] = []
     for split in SPLITS:
         labels = _read_study_labels(root, split, problems)
         seen: set[str] = set()

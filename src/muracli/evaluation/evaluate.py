@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from muracli.errors import CheckpointError, ConfigError, DataError
+from muracli.errors import ConfigError, DataError
 from muracli.progress import ProgressFn
 
 if TYPE_CHECKING:
@@ -126,9 +126,17 @@ def evaluate_run(
 
     torch_device = select_device(device)
     loaded = load_model(target, torch_device)
-    aggregate = aggregate or loaded.aggregate
     threshold = check_threshold(loaded.threshold if threshold is None else threshold)
-    check_method(aggregate)
+    if loaded.study_model:
+        if aggregate is not None:
+            raise ConfigError(
+                f"{loaded.path} holds a study model, which pools its views itself: --aggregate does not apply",
+                "leave --aggregate out (or evaluate a per-image run to compare mean, max and vote)",
+            )
+        aggregate = loaded.aggregate
+    else:
+        aggregate = aggregate or loaded.aggregate
+        check_method(aggregate)
 
     notes: list[str] = []
     opened = locate_cache(loaded, data=data, cache=cache, notes=notes, progress=progress)
@@ -153,6 +161,7 @@ def evaluate_run(
         {
             "checkpoint": os.path.abspath(loaded.path),
             "model": loaded.model_name,
+            "study_model": loaded.study_model,
             "epoch": _epoch_of(loaded),
             "image_size": loaded.image_size,
             "fit": loaded.fit,
@@ -191,38 +200,29 @@ def score_split(
     """The model's probabilities of abnormality over a cached split, batched
     (at most ``batch_images`` images per forward pass) and under ``precision``.
 
-    Image models give ``SplitScores(images=...)``. A study model (the
-    checkpoint's ``study_model`` field) would give ``SplitScores(studies=...)``
-    straight from the model; this version does not evaluate those yet.
+    Image models give ``SplitScores(images=...)``; a study model (the
+    checkpoint's ``study_model`` field) gives ``SplitScores(studies=...)``,
+    one probability per study straight from the model.
     """
-    if loaded.study_model:
-        raise CheckpointError(
-            f"{loaded.path} holds a study model (all views of a study at once); this version evaluates image models only",
-            "upgrade mura, or evaluate a run trained without --study-model",
-        )
-    from muracli.evaluation.inference import image_probabilities
+    from muracli.evaluation.inference import image_probabilities, study_probabilities
 
-    images = image_probabilities(
-        loaded.model,
-        split,
-        device=device,
-        mean=loaded.mean,
-        std=loaded.std,
-        precision=precision,
-        max_images=batch_images,
-        channels_last=device.type == "cuda",
-        progress=progress,
-        task="evaluate",
+    options = dict(
+        device=device, mean=loaded.mean, std=loaded.std, precision=precision, max_images=batch_images,
+        channels_last=device.type == "cuda", progress=progress, task="evaluate",
     )
-    return SplitScores(images=images)
+    if loaded.study_model:
+        return SplitScores(studies=study_probabilities(loaded.model, split, **options))
+    return SplitScores(images=image_probabilities(loaded.model, split, **options))
 
 
 def _report(scores: SplitScores, *, split: str, aggregate: str, threshold: float, bootstrap: int, seed: int, level: float):
     from muracli.evaluation.report import evaluation_report, study_predictions
 
-    if scores.images is None:  # pragma: no cover - the study-model seam, see score_split
-        raise CheckpointError("study-level scores cannot be evaluated by this version", "upgrade mura")
-    studies = study_predictions(scores.images, aggregate, threshold)
+    if scores.images is None:
+        studies = scores.studies.assign(prediction=(scores.studies["probability"] >= threshold).astype(int))
+        studies = studies[["study", "body_part", "label", "probability", "prediction", "n_images"]]
+    else:
+        studies = study_predictions(scores.images, aggregate, threshold)
     report = evaluation_report(
         scores.images, split=split, aggregate=aggregate, threshold=threshold,
         bootstrap=bootstrap, seed=seed, level=level, studies=studies,
@@ -323,7 +323,6 @@ def _run_record(folder: Path) -> dict[str, Any]:
 def write_outputs(evaluation: Evaluation, out: Path | str) -> dict[str, Path]:
     """Write metrics.json, predictions.csv, image_predictions.csv, roc.png and
     confusion.png into ``out`` (created); returns their paths by role."""
-    from muracli.evaluation.aggregate import decision_threshold
     from muracli.evaluation.plots import confusion_png, roc_curve_png
 
     folder = Path(out)
@@ -342,11 +341,12 @@ def write_outputs(evaluation: Evaluation, out: Path | str) -> dict[str, Path]:
         images = evaluation.images.copy()
         images["prediction"] = (images["probability"] >= report["threshold"]).astype("int64")
         images.to_csv(files["image_predictions"], index=False)
-    else:  # pragma: no cover - study models have no image table
+    else:  # a study model has no image table
         del files["image_predictions"]
 
-    study_threshold = decision_threshold(report["aggregate"], report["threshold"])
-    title = f"{report['split']} studies ({report['aggregate']} of views), n = {report['n_studies']}"
+    study_threshold = report["decision_threshold"]
+    how = "study model" if report["aggregate"] == "study" else f"{report['aggregate']} of views"
+    title = f"{report['split']} studies ({how}), n = {report['n_studies']}"
     roc_curve_png(studies["label"], studies["probability"], files["roc"], threshold=study_threshold, title=f"ROC: {title}")
     confusion_png(studies["label"], studies["prediction"], files["confusion"], title=f"Confusion: {title}")
     # metrics.json last: its presence says the folder is complete.

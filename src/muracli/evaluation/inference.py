@@ -66,7 +66,68 @@ def image_probabilities(
 
 
 def image_losses(table: pd.DataFrame) -> np.ndarray:
-    """Per-image cross-entropy from two-class softmax probabilities."""
+    """Per-row (image or study) cross-entropy from two-class softmax probabilities."""
     p = np.clip(table["probability"].to_numpy(dtype=np.float64), 1e-7, 1 - 1e-7)
     y = table["label"].to_numpy()
     return -np.where(y == 1, np.log(p), np.log1p(-p))
+
+
+@torch.inference_mode()
+def study_probabilities(
+    model: torch.nn.Module,
+    split,
+    *,
+    device: torch.device,
+    mean: float,
+    std: float,
+    precision: Precision = Precision(None),
+    max_images: int = 256,
+    channels_last: bool = False,
+    world: World = World(),
+    progress: ProgressFn | None = None,
+    task: str = "validate",
+) -> pd.DataFrame:
+    """One row per study of ``split`` from a study model (all views at once):
+    study, body_part, label, probability, n_images."""
+    from muracli.data.datasets import StudyDataset, padded_study_batches
+
+    dataset = StudyDataset(split)
+    was_training = model.training
+    model.eval()
+    positions: list[np.ndarray] = []
+    probabilities: list[np.ndarray] = []
+    total, done = len(dataset.studies), 0
+    try:
+        with precision.autocast(device):
+            for x, mask, index in padded_study_batches(dataset, max_images=max_images, rank=world.rank, world=world.size):
+                inputs = study_inputs(x, mask, device=device, mean=mean, std=std, channels_last=channels_last)
+                logits = model(*inputs).float()
+                probabilities.append(torch.softmax(logits, dim=1)[:, 1].cpu().numpy())
+                positions.append(index)
+                done += len(index)
+                if progress is not None:
+                    progress(task, min(done * world.size, total), total)
+    finally:
+        model.train(was_training)
+    local = (
+        np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64),
+        np.concatenate(probabilities) if probabilities else np.zeros(0, dtype=np.float32),
+    )
+    gathered = gather_objects(local, world)
+    all_positions = np.concatenate([g[0] for g in gathered])
+    all_probs = np.concatenate([g[1] for g in gathered])
+    unique, first = np.unique(all_positions, return_index=True)
+    table = dataset.studies.iloc[unique][["study", "body_part", "label", "n_images"]].reset_index(drop=True)
+    table["probability"] = all_probs[first].astype(np.float64)
+    return table[["study", "body_part", "label", "probability", "n_images"]]
+
+
+def study_inputs(x, mask, *, device, mean, std, augment=None, generator=None, channels_last=False):
+    """A padded uint8 study batch (B, V, 1, S, S) as the model's (x, mask), each view prepared like an image."""
+    b, v = mask.shape
+    flat = prepare_batch(
+        x.reshape(b * v, *x.shape[2:]), device=device, mean=mean, std=std, augment=augment, generator=generator,
+        channels_last=False,
+    )
+    views = flat.reshape(b, v, *flat.shape[1:])
+    return views, mask.to(device, non_blocking=True)

@@ -36,7 +36,7 @@ def study_predictions(images: "pd.DataFrame", aggregate: str = "mean", threshold
 
 
 def evaluation_report(
-    images: "pd.DataFrame",
+    images: "pd.DataFrame | None",
     *,
     split: str,
     aggregate: str = "mean",
@@ -54,17 +54,26 @@ def evaluation_report(
     high]}`` to the overall and per-body-part blocks (``None`` for a metric
     with no defined resample). ``studies`` may pass the result of
     ``study_predictions`` for the same arguments to skip recomputing it.
+
+    A study model scores studies directly: pass ``images=None`` and its
+    ``studies`` (with a ``prediction`` column); ``aggregate`` is then only
+    recorded, the decision threshold is ``threshold`` and ``image_level`` is
+    ``None``.
     """
-    check_method(aggregate)
     threshold = check_threshold(threshold)
-    if "label" not in images.columns:
-        raise DataError("evaluation needs labelled images (a label column)")
-    if studies is None:
-        studies = aggregate_studies(images, aggregate, threshold)
+    if images is None:
+        if studies is None:
+            raise DataError("evaluation needs image or study probabilities")
+        study_threshold = threshold
+    else:
+        check_method(aggregate)
+        if "label" not in images.columns:
+            raise DataError("evaluation needs labelled images (a label column)")
+        if studies is None:
+            studies = aggregate_studies(images, aggregate, threshold)
+        study_threshold = decision_threshold(aggregate, threshold)
     if bootstrap:
         check_bootstrap(bootstrap, level)
-
-    study_threshold = decision_threshold(aggregate, threshold)
 
     def block(rows: "pd.DataFrame", n_images: int) -> dict[str, Any]:
         labels = rows["label"].to_numpy()
@@ -83,7 +92,10 @@ def evaluation_report(
         str(part): block(rows, rows["n_images"].sum())
         for part, rows in sorted(studies.groupby("body_part"), key=lambda item: str(item[0]))
     }
-    image_level = binary_metrics(images["label"].to_numpy(), images["probability"].to_numpy(), threshold)
+    image_level = (
+        None if images is None
+        else binary_metrics(images["label"].to_numpy(), images["probability"].to_numpy(), threshold)
+    )
 
     report = {
         "split": str(split),
@@ -91,7 +103,7 @@ def evaluation_report(
         "threshold": threshold,
         "decision_threshold": study_threshold,
         "n_studies": len(studies),
-        "n_images": len(images),
+        "n_images": int(studies["n_images"].sum()) if images is None else len(images),
         "bootstrap": (
             {"n": int(bootstrap), "seed": int(seed), "level": float(level), "method": BOOTSTRAP_METHOD}
             if bootstrap

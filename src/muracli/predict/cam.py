@@ -22,10 +22,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from muracli.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 #: Opacity of the colour map where the heat is 1 (it falls to 0 with the heat).
 MAX_ALPHA = 0.55

@@ -19,7 +19,10 @@ Files that cannot be decoded are skipped and reported with their
 The study probability combines the image probabilities with the
 checkpoint's ``aggregate`` method under the rule of
 ``evaluation.aggregate`` (mean / max / fraction of abnormal votes), and the
-label compares it with ``decision_threshold(aggregate, threshold)``.
+label compares it with ``decision_threshold(aggregate, threshold)``. A study
+model (trained with ``--study-model``) instead pools the backbone features of
+the study's views with its own pooling and head; its per-image probabilities
+are each view scored as a one-view study.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import torch
 from muracli.data.augment import prepare_batch
 from muracli.data.decode import read_greyscale
 from muracli.data.fit import fit_square
-from muracli.errors import CheckpointError, ConfigError, ImageReadError
+from muracli.errors import ConfigError, ImageReadError
 from muracli.evaluation.aggregate import check_method, decision_threshold
 from muracli.predict.cam import CamWriter
 from muracli.predict.discover import Study
@@ -106,18 +109,25 @@ def study_probability(probabilities: np.ndarray | list[float], method: str = "me
     return float((p >= threshold).mean())
 
 
-def study_model_probability(loaded: "LoadedModel", views: torch.Tensor) -> float:
-    """The seam for study models (one network over all views of a study at once).
+def study_model_probability(loaded: "LoadedModel", features: torch.Tensor, flipped: torch.Tensor | None = None) -> float:
+    """A study model's probability from its views' backbone features (V, D).
 
-    ``views`` would be the study's images, fitted and normalised, stacked as
-    ``(V, 1, S, S)``; the result its probability of abnormality. Checkpoints
-    with ``study_model`` set need whole studies per batch rather than the
-    image stream used here, which this version does not build yet.
+    In eval mode the backbone encodes each view on its own, so pooling the
+    features collected image by image gives exactly ``model(views, mask)``.
+    With TTA, the probabilities of the plain and the mirrored views average.
     """
-    raise CheckpointError(
-        f"{loaded.path} holds a study model, which `mura predict` cannot run yet",
-        "predict with a per-image model (a run trained without --study-model)",
-    )
+    from muracli.models.multiview import pool_views
+
+    model = loaded.model
+    outputs = []
+    for views in (features, flipped):
+        if views is None:
+            continue
+        mask = torch.ones(1, len(views), dtype=torch.bool, device=views.device)
+        with torch.inference_mode():
+            pooled = pool_views(views[None], mask, model.view_pool, model.attention)
+            outputs.append(float(torch.softmax(model.head(pooled).float(), dim=1)[0, 1]))
+    return float(np.mean(outputs))
 
 
 def predict_studies(
@@ -143,17 +153,16 @@ def predict_studies(
     """
     if batch_images < 1:
         raise ConfigError(f"--batch-images must be at least 1, got {batch_images}")
-    if loaded.study_model:
-        # A study model scores all views of a study at once (the seam above); the image
-        # stream below does not feed it yet, so this raises a CheckpointError.
-        study_model_probability(loaded, torch.empty(0, 1, loaded.image_size, loaded.image_size))
-    if cam is not None and getattr(loaded.model, "cam_layer", None) is None:
+    if cam is not None and getattr(_image_model(loaded), "cam_layer", None) is None:
         raise ConfigError(
             f"{loaded.model_name} has no spatial feature map for Grad-CAM",
             "use a convolutional model (cnn, vgg16, densenet169, resnet*) for --cam, or leave --cam out",
         )
-    check_method(loaded.aggregate)
-    cut = decision_threshold(loaded.aggregate, loaded.threshold)
+    if loaded.study_model:
+        cut = loaded.threshold
+    else:
+        check_method(loaded.aggregate)
+        cut = decision_threshold(loaded.aggregate, loaded.threshold)
     threads = decode_threads if decode_threads is not None else min(4, os.cpu_count() or 1)
     # Checks above run at call time; the stream below runs as the caller iterates.
     return _stream(loaded, studies, cut, batch_images, tta, cam, precision or Precision(None), threads, progress)
@@ -221,10 +230,19 @@ class _OpenStudy:
         self.result = StudyResult(study=study.name, key=study.key)
         self._images: list[ImageResult | None] = [None] * len(study.images)
         self._skipped: list[SkippedImage | None] = [None] * len(study.images)
+        # A study model's per-view backbone features (plain, mirrored): pooled at the end.
+        self._features: list[tuple[torch.Tensor, torch.Tensor | None] | None] = [None] * len(study.images)
 
-    def done(self, index: int, image: ImageResult | None = None, skipped: SkippedImage | None = None) -> None:
+    def done(
+        self,
+        index: int,
+        image: ImageResult | None = None,
+        skipped: SkippedImage | None = None,
+        features: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+    ) -> None:
         self._images[index] = image
         self._skipped[index] = skipped
+        self._features[index] = features
         self.remaining -= 1
 
     def finish(self, loaded: "LoadedModel", cut: float) -> StudyResult:
@@ -239,8 +257,14 @@ class _OpenStudy:
             else:
                 result.error = "no images"
             return result
-        probabilities = [r.probability for r in result.images]
-        result.probability = study_probability(probabilities, loaded.aggregate, loaded.threshold)
+        if loaded.study_model:
+            kept = [f for f in self._features if f is not None]
+            plain = torch.stack([f[0] for f in kept])
+            mirrored = torch.stack([f[1] for f in kept]) if kept[0][1] is not None else None
+            result.probability = study_model_probability(loaded, plain, mirrored)
+        else:
+            probabilities = [r.probability for r in result.images]
+            result.probability = study_probability(probabilities, loaded.aggregate, loaded.threshold)
         result.prediction = int(result.probability >= cut)
         names = loaded.class_names
         result.label = names[result.prediction] if result.prediction < len(names) else str(result.prediction)
@@ -284,9 +308,11 @@ def _run_batch(
         return
     x = torch.from_numpy(np.stack([fitted for _, (fitted, _) in ready]))[:, None]
     batch = prepare_batch(x, device=device, mean=loaded.mean, std=loaded.std)
-    probabilities = _probabilities(loaded.model, batch, device, precision)
+    image_model = _image_model(loaded)
+    probabilities, features = _forward(image_model, batch, device, precision)
+    mirrored_features = None
     if tta:
-        mirrored = _probabilities(loaded.model, batch.flip(-1), device, precision)
+        mirrored, mirrored_features = _forward(image_model, batch.flip(-1), device, precision)
         probabilities = (probabilities + mirrored) / 2.0
     heat = None
     if cam is not None:
@@ -295,7 +321,7 @@ def _run_batch(
         # Grad-CAM keeps every activation for the backward pass: a few images at a time
         # bound that memory (a 64-image DenseNet-169 batch at 320 px would need gigabytes).
         heat = np.concatenate(
-            [grad_cam(loaded.model, part, target_class=1).float().cpu().numpy() for part in batch.split(CAM_BATCH_IMAGES)]
+            [grad_cam(image_model, part, target_class=1).float().cpu().numpy() for part in batch.split(CAM_BATCH_IMAGES)]
         )
     for i, (job, (_, original)) in enumerate(ready):
         probability = float(probabilities[i])
@@ -308,14 +334,25 @@ def _run_batch(
                     metadata={"study": job.study.study.name, "model": loaded.model_name, "checkpoint": str(loaded.path)},
                 )
             )
-        job.study.done(job.index, image=ImageResult(str(job.path), probability, cam_path))
+        view_features = None
+        if loaded.study_model:
+            view_features = (features[i], mirrored_features[i] if mirrored_features is not None else None)
+        job.study.done(job.index, image=ImageResult(str(job.path), probability, cam_path), features=view_features)
+
+
+def _image_model(loaded: "LoadedModel") -> torch.nn.Module:
+    """The per-image network: the model itself, or a study model's views scored one at a time."""
+    return loaded.model.as_image_model() if loaded.study_model else loaded.model
 
 
 @torch.inference_mode()
-def _probabilities(model: torch.nn.Module, batch: torch.Tensor, device: torch.device, precision: Precision) -> np.ndarray:
+def _forward(model: torch.nn.Module, batch: torch.Tensor, device: torch.device, precision: Precision):
+    """Image probabilities (numpy) and the backbone features behind them (kept for study models)."""
     with precision.autocast(device):
-        logits = model(batch).float()
-    return torch.softmax(logits, dim=1)[:, 1].cpu().numpy().astype(np.float64)
+        features = model.backbone(batch)
+        logits = model.head(features).float()
+    probabilities = torch.softmax(logits, dim=1)[:, 1].cpu().numpy().astype(np.float64)
+    return probabilities, features.float()
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:

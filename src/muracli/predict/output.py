@@ -91,7 +91,7 @@ def report_header(loaded: "LoadedModel", *, tta: bool = False) -> dict[str, Any]
         "fit": loaded.fit,
         "aggregate": loaded.aggregate,
         "threshold": loaded.threshold,
-        "decision_threshold": decision_threshold(loaded.aggregate, loaded.threshold),
+        "decision_threshold": loaded.threshold if loaded.study_model else decision_threshold(loaded.aggregate, loaded.threshold),
         "class_names": list(loaded.class_names),
         "tta": bool(tta),
     }

@@ -173,7 +173,8 @@ def load_model(target: Path | str | None = None, device: torch.device | str = "c
         fit=str(checkpoint.get("fit", "pad")),
         mean=float(checkpoint["mean"]),
         std=float(checkpoint["std"]),
-        aggregate=str(checkpoint.get("aggregate", "mean")),
+        # A study model pools its views itself: "study" stands for that in reports.
+        aggregate="study" if study else str(checkpoint.get("aggregate", "mean")),
         threshold=float(checkpoint.get("threshold", 0.5)),
         class_names=list(checkpoint.get("class_names", ["normal", "abnormal"])),
         model_name=spec.name,
@@ -183,4 +184,7 @@ def load_model(target: Path | str | None = None, device: torch.device | str = "c
 
 
 def _build_study_model(spec, study: dict[str, Any]):
-    raise CheckpointError("study models are not supported by this version", "upgrade mura")
+    from muracli.models import build_model
+    from muracli.models.multiview import build_study_model
+
+    return build_study_model(build_model(spec), str(study.get("view_pool", "mean")))

@@ -80,18 +80,21 @@ def load_train_data(config: TrainConfig, world: World, device: torch.device, pro
             "training needs both splits; check `mura stats` for the dataset",
         )
     workers = config.workers if config.workers is not None else (0 if device.type == "cpu" else min(8, _cpus()))
-    loader, sampler = image_loader(
-        train,
-        batch_size=config.batch_size,
-        shuffle=True,
-        seed=config.seed,
-        workers=workers,
-        rank=world.rank,
-        world=world.size,
-        balanced=config.balanced_sampling,
-        pin_memory=device.type == "cuda",
-        drop_last=False,
-    )
+    if config.study_model:
+        from muracli.data.datasets import study_loader
+
+        # --batch-size counts studies here: each brings up to --max-views images.
+        loader, sampler = study_loader(
+            train, batch_size=config.batch_size, shuffle=True, seed=config.seed, max_views=config.max_views,
+            workers=workers, rank=world.rank, world=world.size, balanced=config.balanced_sampling,
+            pin_memory=device.type == "cuda",
+        )
+    else:
+        loader, sampler = image_loader(
+            train, batch_size=config.batch_size, shuffle=True, seed=config.seed, workers=workers,
+            rank=world.rank, world=world.size, balanced=config.balanced_sampling,
+            pin_memory=device.type == "cuda", drop_last=False,
+        )
     return TrainData(
         train=train,
         valid=valid,

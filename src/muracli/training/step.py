@@ -15,17 +15,21 @@ import torch
 
 def train_step(
     model: torch.nn.Module,
-    inputs: torch.Tensor,
+    inputs: torch.Tensor | tuple[torch.Tensor, ...],
     targets: torch.Tensor,
     optimizer: torch.optim.Optimizer,
     scaler: "torch.amp.GradScaler",
     loss_fn: torch.nn.Module,
     autocast: AbstractContextManager,
 ) -> float:
-    """Forward, backward and update on one batch; returns the batch's mean loss."""
+    """Forward, backward and update on one batch; returns the batch's mean loss.
+
+    ``inputs`` is an image batch, or a tuple of arguments (a study model's
+    padded views and their mask).
+    """
     optimizer.zero_grad(set_to_none=True)
     with autocast:
-        logits = model(inputs)
+        logits = model(*inputs) if isinstance(inputs, tuple) else model(inputs)
         loss = loss_fn(logits.float(), targets)
     scaler.scale(loss).backward()
     scaler.step(optimizer)

@@ -131,7 +131,12 @@ def _train(config, world: World, device, resume: Path | None, progress: Progress
         pretrained=config.pretrained, weights=config.weights, freeze_backbone=config.freeze_backbone,
     )
     # A resumed run takes its weights from last.pt: no ImageNet download or weights file.
-    model = build_model(spec.architecture_only() if resume is not None else spec, progress=progress).to(device)
+    model = build_model(spec.architecture_only() if resume is not None else spec, progress=progress)
+    if config.study_model:
+        from muracli.models.multiview import build_study_model
+
+        model = build_study_model(model, config.view_pool)
+    model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model.parameters(), config)
@@ -182,7 +187,7 @@ def _train(config, world: World, device, resume: Path | None, progress: Progress
             metrics = validate(
                 model, data.valid, device=device, precision=precision, channels_last=channels_last,
                 aggregate=config.aggregate, threshold=config.threshold, max_images=config.eval_batch_images,
-                world=world, progress=progress,
+                world=world, progress=progress, study_model=config.study_model,
             )
             schedule.after_epoch(metrics["valid_loss"])
             row = {
@@ -238,17 +243,21 @@ def _train_one_epoch(
     precision: Precision, augment, augment_rng, channels_last, device, world, stop: StopFlag, progress,
 ) -> None:
     from muracli.data.augment import prepare_batch
+    from muracli.evaluation.inference import study_inputs
 
     model.train()
     data.sampler.set_epoch(epoch)
     data.sampler.start_batch = state.step
     steps = data.steps_per_epoch
     tick, tick_images = time.monotonic(), 0
-    for x, y in data.loader:
-        inputs = prepare_batch(
-            x, device=device, mean=GREY_MEAN, std=GREY_STD, augment=augment, generator=augment_rng,
-            channels_last=channels_last,
-        )
+    for *x, y in data.loader:
+        if len(x) == 2:  # a study model's padded views and mask
+            inputs = study_inputs(*x, device=device, mean=GREY_MEAN, std=GREY_STD, augment=augment, generator=augment_rng)
+        else:
+            inputs = prepare_batch(
+                x[0], device=device, mean=GREY_MEAN, std=GREY_STD, augment=augment, generator=augment_rng,
+                channels_last=channels_last,
+            )
         targets = y.to(device, non_blocking=True)
         loss = train_step(model, inputs, targets, optimizer, scaler, loss_fn, precision.autocast(device))
         schedule.after_step()
@@ -342,7 +351,7 @@ def _checkpoint_meta(config: TrainConfig, spec, data: TrainData) -> dict[str, An
         "mura_version": __version__,
         "torch_version": str(torch.__version__),
         "model": spec.architecture_only().to_dict(),
-        "study_model": None,
+        "study_model": {"view_pool": config.view_pool, "max_views": config.max_views} if config.study_model else None,
         "image_size": data.image_size,
         "fit": data.fit,
         "mean": GREY_MEAN,

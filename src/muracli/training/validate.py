@@ -9,7 +9,7 @@ import torch
 
 from muracli.data.augment import GREY_MEAN, GREY_STD
 from muracli.evaluation.aggregate import aggregate_studies
-from muracli.evaluation.inference import image_losses, image_probabilities
+from muracli.evaluation.inference import image_losses, image_probabilities, study_probabilities
 from muracli.evaluation.metrics import binary_metrics
 from muracli.training.devices import Precision
 from muracli.training.distributed import World
@@ -27,22 +27,28 @@ def validate(
     max_images: int,
     world: World,
     progress=None,
+    study_model: bool = False,
 ) -> dict[str, Any]:
-    """Valid loss (mean image cross-entropy) and study-level kappa, AUC and accuracy."""
-    images = image_probabilities(
-        model, split, device=device, mean=GREY_MEAN, std=GREY_STD, precision=precision,
-        max_images=max_images, channels_last=channels_last, world=world, progress=progress,
+    """Valid loss (mean cross-entropy per image, or per study for a study
+    model) and study-level kappa, AUC and accuracy."""
+    options = dict(
+        device=device, mean=GREY_MEAN, std=GREY_STD, precision=precision, max_images=max_images,
+        channels_last=channels_last, world=world, progress=progress,
     )
-    studies = aggregate_studies(images, method=aggregate, threshold=threshold)
+    if study_model:
+        rows = study_probabilities(model, split, **options)
+        studies = rows.assign(prediction=(rows["probability"] >= threshold).astype(int))
+    else:
+        rows = image_probabilities(model, split, **options)
+        studies = aggregate_studies(rows, method=aggregate, threshold=threshold)
     metrics = binary_metrics(
         studies["label"].to_numpy(), studies["probability"].to_numpy(), threshold,
-        predictions=studies["prediction"].to_numpy() if "prediction" in studies else None,
+        predictions=studies["prediction"].to_numpy(),
     )
     # Undefined metrics (e.g. a single-class split) are None, as in metrics.json.
     return {
-        "valid_loss": float(image_losses(images).mean()) if len(images) else math.nan,
+        "valid_loss": float(image_losses(rows).mean()) if len(rows) else math.nan,
         "valid_kappa": metrics["kappa"],
         "valid_auc": metrics["auc"],
         "valid_accuracy": metrics["accuracy"],
     }
-
