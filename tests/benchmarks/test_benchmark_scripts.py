@@ -1,0 +1,101 @@
+"""Smoke tests for the training benchmarks: each script runs with its tiniest settings
+(--smoke, on the CPU) and prints the JSON the README describes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCHMARKS = REPO / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench_data(tmp_path_factory) -> Path:
+    """One tiny synthetic dataset for both scripts (the first one generates it)."""
+    return tmp_path_factory.mktemp("bench") / "data"
+
+
+def run(command: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, check=False, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def load_script(name: str):
+    """Import a benchmark script by path, leaving sys.path and sys.modules as they were."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    saved_path, saved_train = list(sys.path), sys.modules.get("train")
+    try:
+        spec.loader.exec_module(module)  # gpu.py puts benchmarks/ on sys.path to import train.py
+    finally:
+        sys.path[:] = saved_path
+        if saved_train is None:
+            sys.modules.pop("train", None)
+        else:
+            sys.modules["train"] = saved_train
+    return module
+
+
+@pytest.mark.slow
+def test_train_benchmark_smoke(bench_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "train.json"
+    result = run([sys.executable, "benchmarks/train.py", "--smoke", "--device", "cpu", "--data", str(bench_data),
+                  "--out", str(out)])
+    printed = json.loads(result.stdout)
+    assert printed == json.loads(out.read_text())
+    assert printed["benchmark"] == "train" and printed["device"] == "cpu"
+    assert {"cpus", "torch_threads", "torch", "load_average_at_start", "load_average_at_end"} <= set(printed["machine"])
+    (config,) = printed["configs"]
+    assert (config["model"], config["size"], config["run"]) == ("cnn", 32, {"steps": 2})
+    for side in ("mura", "plain"):
+        stats = config[side]
+        assert stats["images_per_s"] > 0 and stats["ms_per_step"] > 0
+        assert stats["peak_rss_mb"] >= stats["rss_start_mb"] > 0
+        assert len(stats["runs_images_per_s"]) == 1 and stats["runs_steps"] == [2]
+        assert stats["images_per_cpu_s"] is None or stats["images_per_cpu_s"] > 0
+        assert stats["cpu_share"] >= 0 and stats["minor_faults_per_step"] >= 0
+    assert config["mura"]["augment"] is True and config["mura"]["precision"] == "fp32"
+    assert config["ratio"] == pytest.approx(config["mura"]["images_per_s"] / config["plain"]["images_per_s"], rel=0.01)
+    assert {"peak_rss_ratio", "ratio_per_cpu_s"} <= set(config) and len(config["load_average_at_start"]) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_gpu_script_smoke_on_cpu(bench_data: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
+    result = run(["bash", "benchmarks/gpu.sh", "--device", "cpu", "--smoke"], env=env)
+    saved = json.loads((tmp_path / "gpu.json").read_text())
+    assert saved["benchmark"] == "gpu" and saved["device"] == "cpu"
+    assert {"device_name", "peak_bf16_tflops", "fp32_note", "flops_note", "batch_size", "configs", "speedups"} <= set(saved)
+    assert [(row["model"], row["size"], row["mode"]) for row in saved["configs"]] == [("cnn", 32, "amp"), ("cnn", 32, "fp32")]
+    amp, fp32 = saved["configs"]
+    assert amp["precision"] == "bf16" and amp["channels_last"] is True
+    assert fp32["precision"] == "fp32" and fp32["channels_last"] is False and fp32["tf32"] is False
+    for row in saved["configs"]:
+        assert row["images_per_s"] > 0 and row["forward_gflops_per_image"] > 0 and row["runs_steps"] == [2]
+        assert row["mfu"] is None  # no peak FLOP/s for a CPU
+    assert saved["speedups"][0]["amp_over_fp32"] > 0
+    lines = result.stdout.strip().splitlines()
+    assert lines[-3].split()[0] == "model" and lines[-1].split()[:3] == ["cnn", "32", "fp32"]
+    assert (tmp_path / "gpu.txt").read_text().strip() == "\n".join(lines[-4:])
+
+
+def test_peak_table_and_model_list() -> None:
+    gpu = load_script("gpu")
+    assert gpu.peak_tflops("NVIDIA H100 80GB HBM3") == (989.0, 67.0)
+    assert gpu.peak_tflops("NVIDIA H100 PCIe")[0] == 756.0
+    assert gpu.peak_tflops("NVIDIA H200")[0] == 989.0
+    assert gpu.peak_tflops("Some Other Card") == (None, None)
+    train = load_script("train")
+    assert train.parse_models("cnn@128, resnet18@224") == [("cnn", 128), ("resnet18", 224)]
+    with pytest.raises(SystemExit):
+        train.parse_models("cnn")
