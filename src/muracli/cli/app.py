@@ -13,8 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from muracli import __version__
-from muracli.cli import compare, demo, download, evaluate, predict, preprocess, stats, train
-from muracli.cli import console
+from muracli.cli import compare, console, demo, download, evaluate, predict, preprocess, stats, train
 
 app = typer.Typer(
     name="mura",

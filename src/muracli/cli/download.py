@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from muracli.cli import console
-from muracli.cli.options import examples, Difficulty
+from muracli.cli.options import Difficulty, examples
 
 EXAMPLES = examples(
     """

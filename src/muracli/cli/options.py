@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+
 def examples(text: str) -> str:
     """An epilog of examples that click prints verbatim (each paragraph marked with \\b)."""
     paragraphs = textwrap.dedent(text).strip("\n").split("\n\n")

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from muracli.cli import console
-from muracli.cli.options import examples, Aggregate, DataOption, Fit, Init, Optimizer, Schedule, ViewPool
+from muracli.cli.options import Aggregate, DataOption, Fit, Init, Optimizer, Schedule, ViewPool, examples
 
 EXAMPLES = examples(
     """

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from muracli.errors import DataError
+from muracli.files import write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -224,31 +225,6 @@ def _load_split(folder: Path, name: str, manifest: CacheManifest) -> CacheSplit:
     if list(index.columns) != list(INDEX_COLUMNS):
         raise DataError(f"the cache at {folder} is damaged: {name}.csv has columns {list(index.columns)}", PREPROCESS_HINT)
     return CacheSplit(name=name, pixels=pixels, index=index)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so a reader sees the old or the new file, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def build_cache(

@@ -44,6 +44,7 @@ import numpy as np
 
 from muracli import __version__
 from muracli.data.cache import (
+    CACHE_DIRNAME,
     FORMAT_VERSION,
     INDEX_COLUMNS,
     LOCK_NAME,
@@ -52,14 +53,12 @@ from muracli.data.cache import (
     Cache,
     CacheManifest,
     cache_folder_name,
-    CACHE_DIRNAME,
-    fsync_dir,
     open_cache,
-    write_atomic,
 )
 from muracli.data.decode import JUNK_NAMES, MAX_PIXELS, read_greyscale
 from muracli.data.fit import FITS, RESAMPLE, fit_square
 from muracli.errors import ConfigError, DataError, ImageReadError, MuraError
+from muracli.files import fsync_dir, write_atomic
 
 if TYPE_CHECKING:
     from muracli.data.layout import MuraLayout

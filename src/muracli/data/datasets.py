@@ -292,12 +292,25 @@ def image_loader(
         labels=dataset.labels if balanced else None,
         balanced=balanced,
     )
+    return _batch_loader(dataset, sampler, seed, workers, pin_memory, persistent_workers, prefetch_factor), sampler
+
+
+def _batch_loader(
+    dataset: Dataset,
+    sampler: EpochSampler,
+    seed: int,
+    workers: int,
+    pin_memory: bool,
+    persistent_workers: bool | None = None,
+    prefetch_factor: int | None = None,
+) -> DataLoader:
+    """A DataLoader over a dataset whose ``__getitems__`` returns whole batches."""
     options: dict[str, Any] = {}
     if workers > 0:
         options["persistent_workers"] = True if persistent_workers is None else persistent_workers
         if prefetch_factor is not None:
             options["prefetch_factor"] = prefetch_factor
-    loader = DataLoader(
+    return DataLoader(
         dataset,
         batch_sampler=sampler,
         collate_fn=pass_batch,
@@ -308,7 +321,6 @@ def image_loader(
         generator=torch.Generator().manual_seed(mix_seed(seed, 0x10ADE5)),
         **options,
     )
-    return loader, sampler
 
 
 def study_table(index: pd.DataFrame) -> pd.DataFrame:
@@ -483,17 +495,7 @@ def study_loader(
         len(dataset), batch_size, shuffle=shuffle, seed=seed, rank=rank, world=world,
         labels=dataset.labels if balanced else None, balanced=balanced,
     )
-    options: dict[str, Any] = {"persistent_workers": True} if workers > 0 else {}
-    loader = DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=pass_batch,
-        num_workers=workers,
-        pin_memory=bool(pin_memory and torch.cuda.is_available()),
-        generator=torch.Generator().manual_seed(mix_seed(seed, 0x10ADE5)),
-        **options,
-    )
-    return loader, sampler
+    return _batch_loader(dataset, sampler, seed, workers, pin_memory), sampler
 
 
 def padded_study_batches(

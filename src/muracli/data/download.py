@@ -35,6 +35,7 @@ from pathlib import Path
 
 from muracli import __version__
 from muracli.errors import ChecksumError, ConfigError, DownloadError
+from muracli.files import fsync_dir
 from muracli.progress import ProgressFn, silent
 
 CHUNK_SIZE = 1 << 20
@@ -300,7 +301,7 @@ class _Transfer:
             os.replace(part, final)  # atomic: a file with the final name is always complete
         except OSError as exc:
             raise _disk_failure(exc, final) from None
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return final
 
     def _final_is_complete(self, final: Path, total: int | None) -> bool:
@@ -456,15 +457,3 @@ def _sha256_of(path: Path) -> str:
     return hasher.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform, hence best effort.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from muracli.errors import ConfigError, DataError
+from muracli.files import write_atomic
 from muracli.progress import ProgressFn
 
 if TYPE_CHECKING:
@@ -350,7 +351,5 @@ def write_outputs(evaluation: Evaluation, out: Path | str) -> dict[str, Path]:
     roc_curve_png(studies["label"], studies["probability"], files["roc"], threshold=study_threshold, title=f"ROC: {title}")
     confusion_png(studies["label"], studies["prediction"], files["confusion"], title=f"Confusion: {title}")
     # metrics.json last: its presence says the folder is complete.
-    tmp = files["metrics"].with_name(f".{files['metrics'].name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    tmp.replace(files["metrics"])
+    write_atomic(files["metrics"], (json.dumps(report, indent=2, allow_nan=False) + "\n").encode())
     return {role: files[role] for role in OUTPUT_FILES if role in files}

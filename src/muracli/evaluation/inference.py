@@ -51,18 +51,23 @@ def image_probabilities(
                     progress(task, min(done * world.size, total), total)
     finally:
         model.train(was_training)
+    unique_rows, probability = _gather(rows, probabilities, world)
+    table = split.index.iloc[unique_rows][IMAGE_COLUMNS].reset_index(drop=True)
+    table["probability"] = probability
+    return table
+
+
+def _gather(positions: list[np.ndarray], probabilities: list[np.ndarray], world: World) -> tuple[np.ndarray, np.ndarray]:
+    """Every rank's (position, probability) pairs, each position once, sorted by position."""
     local = (
-        np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64),
+        np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64),
         np.concatenate(probabilities) if probabilities else np.zeros(0, dtype=np.float32),
     )
     gathered = gather_objects(local, world)
-    all_rows = np.concatenate([g[0] for g in gathered])
+    all_positions = np.concatenate([g[0] for g in gathered])
     all_probs = np.concatenate([g[1] for g in gathered])
-    # Shards may repeat a study to even out ranks: keep each image once.
-    unique_rows, first = np.unique(all_rows, return_index=True)
-    table = split.index.iloc[unique_rows][IMAGE_COLUMNS].reset_index(drop=True)
-    table["probability"] = all_probs[first].astype(np.float64)
-    return table
+    unique, first = np.unique(all_positions, return_index=True)
+    return unique, all_probs[first].astype(np.float64)
 
 
 def image_losses(table: pd.DataFrame) -> np.ndarray:
@@ -109,16 +114,9 @@ def study_probabilities(
                     progress(task, min(done * world.size, total), total)
     finally:
         model.train(was_training)
-    local = (
-        np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64),
-        np.concatenate(probabilities) if probabilities else np.zeros(0, dtype=np.float32),
-    )
-    gathered = gather_objects(local, world)
-    all_positions = np.concatenate([g[0] for g in gathered])
-    all_probs = np.concatenate([g[1] for g in gathered])
-    unique, first = np.unique(all_positions, return_index=True)
+    unique, probability = _gather(positions, probabilities, world)
     table = dataset.studies.iloc[unique][["study", "body_part", "label", "n_images"]].reset_index(drop=True)
-    table["probability"] = all_probs[first].astype(np.float64)
+    table["probability"] = probability
     return table[["study", "body_part", "label", "probability", "n_images"]]
 
 

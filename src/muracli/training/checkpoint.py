@@ -11,9 +11,7 @@ cannot run code.
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import Any
 import torch
 
 from muracli.errors import CheckpointError
+from muracli.files import atomic_output
 
 FORMAT = "mura-checkpoint"
 FORMAT_VERSION = 1
@@ -32,33 +31,10 @@ REQUIRED_KEYS = ("format", "format_version", "model", "state_dict", "image_size"
 def save_checkpoint(payload: dict[str, Any], path: Path | str) -> Path:
     """Write ``payload`` to ``path`` atomically (temp file, fsync, rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_output(path) as handle:
+        torch.save(payload, handle)
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:

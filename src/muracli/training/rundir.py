@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from muracli.errors import CheckpointError
+from muracli.files import write_atomic
 
 METRIC_COLUMNS = [
     "epoch", "train_loss", "valid_loss", "valid_kappa", "valid_auc", "valid_accuracy",
@@ -50,9 +51,7 @@ class RunDir:
         return self
 
     def write_config(self, config: dict[str, Any]) -> None:
-        tmp = self.config_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(config, indent=2, default=str) + "\n")
-        os.replace(tmp, self.config_path)
+        write_atomic(self.config_path, (json.dumps(config, indent=2, default=str) + "\n").encode())
 
     def read_config(self) -> dict[str, Any]:
         try:
