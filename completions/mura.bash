@@ -33,7 +33,7 @@ _mura() {
     local opts=""
     case "$cmd" in
         "")
-            opts="--version --debug --quiet -q --install-completion --show-completion -h --help"
+            opts="--version --debug --quiet -q -h --help"
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
             else

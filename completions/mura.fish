@@ -10,8 +10,6 @@ complete -c mura -f
 complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -l version -d 'Show the version and exit'
 complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -l debug -d 'Show full tracebacks on errors (also MURA_DEBUG=1)'
 complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -l quiet -s q -d 'No progress bars or status lines'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -l install-completion -d 'Install completion for the current shell'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -l show-completion -d 'Show completion for the current shell, to copy it or customize the in...'
 complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -s h -l help -d 'Show the help and exit'
 complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -a download -d 'Get MURA: a synthetic dataset, a local zip, or a resumable HTTP download'
 complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -a stats -d 'Studies (normal/abnormal), images and views per study, per split and...'

@@ -113,3 +113,14 @@ def test_early_stopping_on_kappa(synthetic_cache, tmp_path):
 def test_every_optimizer_trains(synthetic_cache, tmp_path, optimizer):
     result = train(small_config(synthetic_cache, tmp_path / optimizer, epochs=1, optimizer=optimizer, class_weights=True, balanced_sampling=True))
     assert result.epochs == 1 and (result.run_dir / "best.pt").is_file()
+
+
+def test_an_existing_run_directory_is_not_overwritten(synthetic_cache, tmp_path):
+    from muracli.errors import ConfigError
+
+    train(small_config(synthetic_cache, tmp_path / "run", epochs=1))
+    before = (tmp_path / "run" / "metrics.csv").read_text()
+    with pytest.raises(ConfigError, match="already holds a training run") as info:
+        train(small_config(synthetic_cache, tmp_path / "run", epochs=1))
+    assert "--resume" in info.value.hint
+    assert (tmp_path / "run" / "metrics.csv").read_text() == before

@@ -23,6 +23,9 @@ app = typer.Typer(
         "level with Cohen's kappa, and predict on new studies. Not a medical device."
     ),
     no_args_is_help=True,
+    # Static scripts in completions/ complete without starting Python; no
+    # --install-completion that would hook a slower dynamic one into the shell.
+    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -46,6 +46,10 @@ class RunDir:
     log_path = property(lambda self: self.path / "log.txt")
     curves_path = property(lambda self: self.path / "curves.png")
 
+    def holds_run(self) -> bool:
+        """Whether a run was already written here (never mix two runs' metrics)."""
+        return any(p.exists() for p in (self.config_path, self.metrics_path, self.last_path, self.best_path))
+
     def create(self) -> "RunDir":
         self.path.mkdir(parents=True, exist_ok=True)
         return self

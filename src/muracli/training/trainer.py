@@ -147,6 +147,11 @@ def _train(config, world: World, device, resume: Path | None, progress: Progress
     augment_rng = torch.Generator().manual_seed(config.seed * 1000 + world.rank)
 
     run = RunDir(config.out or default_run_dir(config.model))
+    if resume is None and run.holds_run():
+        raise ConfigError(
+            f"{run.path} already holds a training run",
+            f"continue it with `mura train --resume {run.path}`, or pass another --out",
+        )
     state = Progress()
     if resume is not None:
         state = _restore(run.last_path, model, optimizer, schedule, scaler, augment_rng, world, device)
