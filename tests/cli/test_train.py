@@ -101,8 +101,15 @@ def test_a_signal_saves_last_pt_and_the_run_resumes(synthetic_cache, tmp_path, s
 
 @pytest.mark.slow
 def test_torchrun_two_processes_match_one_process(synthetic_cache, tmp_path):
+    # A frozen backbone keeps BatchNorm on its running statistics and no dropout or
+    # augmentation draws random numbers: two processes with half batches then compute
+    # nearly the same averaged gradients as one process (class weights off: a weighted
+    # mean per rank is not the weighted mean of the global batch). What remains: float
+    # summation order and the image DistributedSampler repeats to even out the ranks,
+    # which shifts the last step of each epoch (measured: ~0.005 on the valid loss;
+    # per-rank BatchNorm statistics, by contrast, move it by 0.05 to 0.17).
     common = ["train", "--cache", synthetic_cache.path, "--model", "cnn", "--cpu", "--epochs", "2", "--no-augment",
-              "--dropout", "0", "--lr", "0.002", "--seed", "5", "--json"]
+              "--dropout", "0", "--freeze-backbone", "--no-class-weights", "--lr", "0.01", "--seed", "5", "--json"]
     single = _mura(*common, "--out", tmp_path / "one", "--batch-size", "16")
     out_single, err = single.communicate(timeout=300)
     assert single.returncode == 0, err
@@ -119,8 +126,11 @@ def test_torchrun_two_processes_match_one_process(synthetic_cache, tmp_path):
     config = json.loads((tmp_path / "two" / "config.json").read_text())
     assert config["device"]["world_size"] == 2
     for a, b in zip(one["history"], two["history"]):
-        # Same global batch and data order; only BatchNorm statistics (per rank) differ.
-        assert abs(a["train_loss"] - b["train_loss"]) < 0.05
-        assert abs(a["valid_loss"] - b["valid_loss"]) < 0.1
+        # Losses are continuous; kappa and AUC on 16 studies jump with any reordering.
+        # The valid loss averages every valid image, so it also shows that validation
+        # gathered all ranks' shards.
+        for key in ("train_loss", "valid_loss"):
+            assert a[key] == pytest.approx(b[key], abs=0.02), key
+    assert one["history"][0]["train_loss"] != pytest.approx(one["history"][1]["train_loss"], abs=1e-4)  # it trained
     # validation covered the whole split on both: the same number of studies scored
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())

@@ -152,6 +152,7 @@ def _train(config, world: World, device, resume: Path | None, progress: Progress
             f"{run.path} already holds a training run",
             f"continue it with `mura train --resume {run.path}`, or pass another --out",
         )
+    distributed.barrier(world)  # every rank has looked before rank 0 writes there
     state = Progress()
     if resume is not None:
         state = _restore(run.last_path, model, optimizer, schedule, scaler, augment_rng, world, device)
