@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from muracli.errors import CheckpointError, ConfigError, DataError
-from muracli.evaluation.evaluate import OUTPUT_FILES, evaluate_run, locate_cache, score_split
+from muracli.evaluation.evaluate import OUTPUT_FILES, evaluate_run, locate_cache
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -118,11 +118,6 @@ def test_gone_training_data_falls_back_to_mura_data(tmp_path, synthetic_data, sy
     opened = locate_cache(loaded, notes=notes)
     assert opened.path == synthetic_cache.path
     assert notes and "gone" in notes[0]
-
-
-def test_a_study_model_is_a_clear_checkpoint_error(tmp_path):
-    with pytest.raises(CheckpointError, match="study model"):
-        score_split(_fake_loaded(tmp_path, study_model={"view_pool": "mean"}), None, device=None, precision=None)
 
 
 def test_a_split_missing_from_the_cache_is_a_data_error(trained_run, synthetic_cache, tmp_path):

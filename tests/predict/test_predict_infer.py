@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from muracli.data.decode import read_greyscale
-from muracli.errors import CheckpointError, ConfigError
+from muracli.errors import ConfigError
 from muracli.evaluation.aggregate import aggregate_studies
 from muracli.predict import Study, discover_studies, predict_studies, study_probability
 
@@ -138,14 +138,6 @@ def test_study_rule_is_aggregate_studies_rule(method):
     for study, group in images.groupby("study", sort=False):
         row = expected[expected["study"] == study].iloc[0]
         assert study_probability(group["probability"].to_numpy(), method, 0.4) == pytest.approx(row["probability"], abs=1e-12)
-
-
-def test_study_models_have_a_seam_that_refuses_for_now(loaded_cnn, synthetic_data):
-    from dataclasses import replace
-
-    study_model = replace(loaded_cnn, study_model={"view_pool": "mean"})
-    with pytest.raises(CheckpointError, match="study model"):
-        predict_studies(study_model, discover_studies([synthetic_data / "MURA-v1.1" / "valid"]))
 
 
 def test_cam_needs_a_feature_map(synthetic_data, tmp_path, build):
