@@ -31,7 +31,7 @@ class TrainConfig:
     pretrained: bool = False
     weights: str | None = None
     freeze_backbone: bool = False
-    dropout: float = 0.5
+    dropout: float = 0.2
     init: str = "kaiming"
     study_model: bool = False
     view_pool: str = "mean"
@@ -46,7 +46,7 @@ class TrainConfig:
     schedule: str = "plateau"
     plateau_patience: int = 1
     warmup_epochs: float = 0.0
-    class_weights: bool = False
+    class_weights: bool = True  # the MURA paper's weighting; --no-class-weights for plain cross-entropy
     balanced_sampling: bool = False
     augment: bool = True
     augment_params: dict[str, float] = field(default_factory=dict)

@@ -39,7 +39,7 @@ class Difficulty:
 
 
 DIFFICULTIES = {
-    "easy": Difficulty("easy", (1.1, 1.5), 0.85, 0.1, 0.8, cast=0.6),
+    "easy": Difficulty("easy", (1.6, 2.2), 1.0, 0.0, 0.6, {"hardware": 1.6, "dislocation": 1.3}, cast=0.8),
     "normal": Difficulty("normal", (0.8, 1.3), 0.8, 0.3, 1.0, cast=0.55),
     "hard": Difficulty("hard", (0.3, 0.75), 0.5, 0.8, 1.3, {"hardware": 0.45, "dislocation": 0.6}, cast=0.15),
 }
