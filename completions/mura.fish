@@ -67,6 +67,7 @@ complete -c mura -n '__fish_seen_subcommand_from train' -l schedule -x -a 'plate
 complete -c mura -n '__fish_seen_subcommand_from train' -l warmup-epochs -x -d 'Cosine schedule: linear warm-up length'
 complete -c mura -n '__fish_seen_subcommand_from train' -l augment -d 'Random flips, rotations, scale and contrast jitter on training batches'
 complete -c mura -n '__fish_seen_subcommand_from train' -l no-augment -d 'Random flips, rotations, scale and contrast jitter on training batches'
+complete -c mura -n '__fish_seen_subcommand_from train' -l rotate -x -d 'Largest random rotation in degrees (the MURA paper: 30)'
 complete -c mura -n '__fish_seen_subcommand_from train' -l pretrained -d 'Start from torchvision\'s ImageNet weights (downloaded and cached by t...'
 complete -c mura -n '__fish_seen_subcommand_from train' -l no-pretrained -d 'Start from torchvision\'s ImageNet weights (downloaded and cached by t...'
 complete -c mura -n '__fish_seen_subcommand_from train' -l weights -r -F -d 'Start from a local torchvision-format state dict (the offline way)'

@@ -39,6 +39,14 @@ def test_train_json_output(cli, synthetic_cache, tmp_path):
     assert len(data["history"]) == 1 and "valid_kappa" in data["history"][0]
 
 
+def test_rotate_sets_the_augmentation_range(cli, synthetic_cache, tmp_path):
+    result = cli(*base_args(synthetic_cache, tmp_path / "run", "--epochs", "1", "--rotate", "30"))
+    assert result.exit_code == 0, result.stderr
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["config"]["augment_params"] == {"rotate": 30.0}
+    assert cli(*base_args(synthetic_cache, tmp_path / "bad", "--rotate", "-5")).exit_code == 2
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
 def test_gpu_without_cuda_is_a_clean_error(cli, synthetic_cache, tmp_path):
     result = cli("train", "--cache", synthetic_cache.path, "--gpu", "--out", tmp_path / "run")
