@@ -276,3 +276,21 @@ def test_render_study_boxes_cover_every_kind_of_finding():
             views = render_study(plan, seed=9, max_side=64)
             assert all(v.pixels.dtype == np.uint8 and max(v.pixels.shape[:2]) <= 64 for v in views)
             assert any(v.box is not None and v.kind == kind for v in views), (part, kind)
+
+
+def test_visibility_sets_how_many_views_show_the_finding():
+    from muracli.data.synthetic.plan import plan_studies
+
+    def shown(visibility):
+        plans = plan_studies(300, seed=4, difficulty="easy", visibility=visibility)
+        multi = [p for p in plans if p.label and len(p.views) > 1 and p.finding not in ("hardware", "dislocation")]
+        return plans, multi
+
+    never, multi_never = shown(0.0)
+    always, multi_always = shown(1.0)
+    assert multi_never and all(sum(p.visible) == 1 for p in multi_never)  # only the one sure view
+    assert all(all(p.visible) for p in multi_always)
+    # the same studies, views and findings: only the visibility differs
+    assert [(p.label, p.views, p.finding) for p in never] == [(p.label, p.views, p.finding) for p in always]
+    with pytest.raises(ConfigError):
+        plan_studies(20, visibility=1.5)

@@ -77,8 +77,13 @@ def generate_synthetic(
     workers: int | None = None,
     progress: ProgressFn | None = None,
     overwrite: bool = False,
+    visibility: float | None = None,
 ) -> SyntheticSummary:
     """Write a synthetic MURA dataset to ``dest/MURA-v1.1`` and describe it.
+
+    ``visibility`` overrides the difficulty's chance that each further view of
+    an abnormal study shows its finding (the first always does; hardware and
+    dislocations show on every film), for experiments on multi-view models.
 
     Raises ``ConfigError`` for arguments out of range and ``DataError`` when
     ``dest/MURA-v1.1`` exists and ``overwrite`` is false.
@@ -100,7 +105,8 @@ def generate_synthetic(
         raise DataError(f"{final} already exists",
                         "pass --force (overwrite=True) to replace it, or choose another destination folder")
 
-    plans = plan_studies(studies, seed=seed, difficulty=difficulty, valid_fraction=valid_fraction)
+    plans = plan_studies(studies, seed=seed, difficulty=difficulty, valid_fraction=valid_fraction,
+                         visibility=visibility)
     n_workers = workers or _cpu_count()
     chunks = [plans[i:i + STUDIES_PER_TASK] for i in range(0, len(plans), STUDIES_PER_TASK)]
     n_workers = max(1, min(n_workers, len(chunks)))

@@ -9,7 +9,7 @@ everything it needs from one ``StudyPlan`` and the seed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -94,11 +94,19 @@ def check_arguments(studies: int, difficulty: str, valid_fraction: float) -> Non
 
 
 def plan_studies(studies: int = 400, *, seed: int = 0, difficulty: str = "normal",
-                 valid_fraction: float = 0.2) -> list[StudyPlan]:
-    """The studies of a synthetic dataset, sorted as in its CSVs (split, body part, patient, study)."""
+                 valid_fraction: float = 0.2, visibility: float | None = None) -> list[StudyPlan]:
+    """The studies of a synthetic dataset, sorted as in its CSVs (split, body part, patient, study).
+
+    ``visibility``, when given, replaces the difficulty's chance that each
+    further view of an abnormal study shows the finding.
+    """
     check_arguments(studies, difficulty, valid_fraction)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(PLAN_STREAM,)))
     level = DIFFICULTIES[difficulty]
+    if visibility is not None:
+        if not 0.0 <= visibility <= 1.0:
+            raise ConfigError(f"visibility must be between 0 and 1, got {visibility}")
+        level = replace(level, visibility=float(visibility))
     n_valid = min(max(round(studies * valid_fraction), len(BODY_PARTS)), studies - len(BODY_PARTS))
     counts = {"train": studies - n_valid, "valid": n_valid}
     shares = np.array([sum(MURA_TRAIN_STUDIES[p]) for p in BODY_PARTS], float)
