@@ -99,3 +99,45 @@ def test_peak_table_and_model_list() -> None:
     assert train.parse_models("cnn@128, resnet18@224") == [("cnn", 128), ("resnet18", 224)]
     with pytest.raises(SystemExit):
         train.parse_models("cnn")
+
+
+@pytest.mark.slow
+def test_cam_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "cam.json"
+    result = run([sys.executable, "benchmarks/cam.py", "--smoke", "--work", str(tmp_path / "work"), "--out", str(out)])
+    printed = json.loads(result.stdout)
+    assert printed == json.loads(out.read_text())
+    assert printed["benchmark"] == "cam-pointing-game" and printed["model"] == "cnn"
+    assert printed["images"] > 0 and sum(v["images"] for v in printed["by_kind"].values()) >= printed["images"]
+    for key in ("hit_rate", "random_point_hit_rate", "centre_point_hit_rate"):
+        assert 0.0 <= printed[key] <= 1.0
+    assert 0.0 < printed["random_point_hit_rate"] < 1.0  # boxes cover part of each image
+    assert "| Grad-CAM maximum |" in result.stderr
+    # scoring an existing run reuses its data and gives the same figures
+    again = run([sys.executable, "benchmarks/cam.py", "--run", printed["run"], "--data", printed["data"],
+                 "--work", str(tmp_path / "work")])
+    assert json.loads(again.stdout)["hit_rate"] == printed["hit_rate"]
+
+
+def test_cam_benchmark_geometry() -> None:
+    cam = load_script("cam")
+    assert cam.inside(2, 3, (2, 3, 4, 5)) and not cam.inside(4, 3, (2, 3, 4, 5))  # x1, y1 exclusive
+    assert cam.grow((2, 3, 4, 5), 2, width=5, height=100) == (0, 1, 5, 7)
+    assert cam.covered_fraction([(0, 0, 5, 10), (0, 0, 10, 5)], width=10, height=10) == pytest.approx(0.75)
+    assert cam.relative_path("/data/x/MURA-v1.1/valid/a.png") == "MURA-v1.1/valid/a.png"
+
+
+@pytest.mark.slow
+def test_multiview_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "multiview.json"
+    result = run([sys.executable, "benchmarks/multiview.py", "--smoke", "--device", "cpu",
+                  "--work", str(tmp_path / "work"), "--out", str(out)])
+    printed = json.loads(result.stdout)
+    assert printed == json.loads(out.read_text())
+    methods = [row["method"] for row in printed["rows"]]
+    assert methods == ["image model, mean of views", "image model, max of views", "study model, mean pooling",
+                       "study model, max pooling", "study model, attention pooling"]
+    for row in printed["rows"]:
+        assert row["auc"] is None or 0.0 <= row["auc"] <= 1.0
+        assert len(row["runs"]) == 1
+    assert "| method | study kappa | study AUC |" in result.stderr
