@@ -9,7 +9,7 @@ them into the model's input on the device.
 
 * ``ImageDataset`` + ``EpochSampler`` (``image_loader``): training batches,
   one memory-mapped read per batch; ``LoaderPrepare`` optionally augments
-  them inside the workers, for training on the CPU.
+  them inside the workers (the trainer augments in its own process instead).
 * ``StudyDataset`` / ``study_batches``: whole studies, for evaluation.
 """
 
@@ -92,7 +92,7 @@ def _shared_empty(shape: tuple[int, ...], dtype: torch.dtype = torch.uint8) -> t
 
 @dataclass(frozen=True)
 class LoaderPrepare:
-    """``prepare_batch`` on the CPU inside the DataLoader, for training on the CPU.
+    """``prepare_batch`` on the CPU inside the DataLoader's workers.
 
     With workers, each worker process augments and normalises the batches it
     reads (one thread each, as DataLoader workers run), so the augmentation
@@ -269,7 +269,7 @@ def image_loader(
     ``sampler.start_batch`` to resume mid-epoch). ``pin_memory`` only takes
     effect when CUDA is available. ``persistent_workers`` defaults to True
     when there are workers, so an epoch does not pay for starting them.
-    With ``prepare`` (CPU training) the batches come out augmented and
+    With ``prepare`` the batches come out augmented and
     normalised as float32, made in the workers; see :class:`LoaderPrepare`.
     """
     if workers < 0:
