@@ -137,14 +137,7 @@ def _read_pillow(f, path: Path, head: bytes, size: int, limit: int) -> np.ndarra
 
         with img:
             width, height = img.size
-            if width <= 0 or height <= 0:
-                raise ImageReadError(f"{path} has no pixels ({width}x{height})", "not_an_image")
-            if width * height > limit:
-                raise ImageReadError(
-                    f"{path} is {width}x{height} = {width * height / 1e6:.0f} megapixels, over the "
-                    f"{limit / 1e6:.0f}-megapixel limit (decompression-bomb guard)",
-                    "too_large",
-                )
+            _check_size(path, width, height, limit)
             try:
                 img.load()
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -165,6 +158,18 @@ def _read_pillow(f, path: Path, head: bytes, size: int, limit: int) -> np.ndarra
 
 _AVAILABLE_FORMATS: tuple[str, ...] | None = None
 _PIL_PLUGINS = ("Png", "Jpeg", "Tiff", "Bmp", "Gif", "WebP", "Ppm")
+
+
+def _check_size(path: Path, width: int, height: int, limit: int) -> None:
+    """Refuse an image with no pixels, or more than ``limit``, from its header alone."""
+    if width <= 0 or height <= 0:
+        raise ImageReadError(f"{path} has no pixels ({width}x{height})", "not_an_image")
+    if width * height > limit:
+        raise ImageReadError(
+            f"{path} is {width}x{height} = {width * height / 1e6:.0f} megapixels, over the "
+            f"{limit / 1e6:.0f}-megapixel limit (decompression-bomb guard)",
+            "too_large",
+        )
 
 
 def _pil_formats() -> tuple[str, ...]:
@@ -305,14 +310,7 @@ def _read_dicom(f, path: Path, limit: int) -> np.ndarray:
         photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     except (AttributeError, TypeError, ValueError) as exc:
         raise ImageReadError(f"{path} lacks the DICOM image size tags: {exc}", "not_an_image") from exc
-    if rows <= 0 or cols <= 0:
-        raise ImageReadError(f"{path} has no pixels ({cols}x{rows})", "not_an_image")
-    if rows * cols > limit:
-        raise ImageReadError(
-            f"{path} is {cols}x{rows} = {rows * cols / 1e6:.0f} megapixels, over the "
-            f"{limit / 1e6:.0f}-megapixel limit (decompression-bomb guard)",
-            "too_large",
-        )
+    _check_size(path, cols, rows, limit)
 
     try:
         _ensure_transfer_syntax(ds)
