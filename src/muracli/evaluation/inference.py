@@ -33,28 +33,38 @@ def image_probabilities(
 ) -> pd.DataFrame:
     """One row per image of ``split`` (index order): path, study, body_part, label,
     view and ``probability`` of abnormality (softmax of the two logits)."""
+    batches = (
+        ((prepare_batch(x, device=device, mean=mean, std=std, channels_last=channels_last),), index)
+        for x, index in study_batches(split, max_images=max_images, rank=world.rank, world=world.size)
+    )
+    rows, probability = _scores(model, batches, len(split.index), device=device, precision=precision, world=world,
+                                progress=progress, task=task)
+    table = split.index.iloc[rows][IMAGE_COLUMNS].reset_index(drop=True)
+    table["probability"] = probability
+    return table
+
+
+def _scores(model, batches, total: int, *, device, precision: Precision, world: World,
+            progress: ProgressFn | None, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``model(*inputs)`` in eval mode over ``batches`` of ``(inputs, positions)``;
+    every rank's positions (each once, sorted) and their probability of abnormality."""
     was_training = model.training
     model.eval()
-    rows: list[np.ndarray] = []
+    positions: list[np.ndarray] = []
     probabilities: list[np.ndarray] = []
-    total = len(split.index)
     done = 0
     try:
         with precision.autocast(device):
-            for x, index in study_batches(split, max_images=max_images, rank=world.rank, world=world.size):
-                batch = prepare_batch(x, device=device, mean=mean, std=std, channels_last=channels_last)
-                logits = model(batch).float()
+            for inputs, index in batches:
+                logits = model(*inputs).float()
                 probabilities.append(torch.softmax(logits, dim=1)[:, 1].cpu().numpy())
-                rows.append(np.asarray(index))
+                positions.append(np.asarray(index))
                 done += len(index)
                 if progress is not None:
                     progress(task, min(done * world.size, total), total)
     finally:
         model.train(was_training)
-    unique_rows, probability = _gather(rows, probabilities, world)
-    table = split.index.iloc[unique_rows][IMAGE_COLUMNS].reset_index(drop=True)
-    table["probability"] = probability
-    return table
+    return _gather(positions, probabilities, world)
 
 
 def _gather(positions: list[np.ndarray], probabilities: list[np.ndarray], world: World) -> tuple[np.ndarray, np.ndarray]:
@@ -97,24 +107,12 @@ def study_probabilities(
     from muracli.data.datasets import StudyDataset, padded_study_batches
 
     dataset = StudyDataset(split)
-    was_training = model.training
-    model.eval()
-    positions: list[np.ndarray] = []
-    probabilities: list[np.ndarray] = []
-    total, done = len(dataset.studies), 0
-    try:
-        with precision.autocast(device):
-            for x, mask, index in padded_study_batches(dataset, max_images=max_images, rank=world.rank, world=world.size):
-                inputs = study_inputs(x, mask, device=device, mean=mean, std=std, channels_last=channels_last)
-                logits = model(*inputs).float()
-                probabilities.append(torch.softmax(logits, dim=1)[:, 1].cpu().numpy())
-                positions.append(index)
-                done += len(index)
-                if progress is not None:
-                    progress(task, min(done * world.size, total), total)
-    finally:
-        model.train(was_training)
-    unique, probability = _gather(positions, probabilities, world)
+    batches = (
+        (study_inputs(x, mask, device=device, mean=mean, std=std, channels_last=channels_last), index)
+        for x, mask, index in padded_study_batches(dataset, max_images=max_images, rank=world.rank, world=world.size)
+    )
+    unique, probability = _scores(model, batches, len(dataset.studies), device=device, precision=precision,
+                                  world=world, progress=progress, task=task)
     table = dataset.studies.iloc[unique][["study", "body_part", "label", "n_images"]].reset_index(drop=True)
     table["probability"] = probability
     return table[["study", "body_part", "label", "probability", "n_images"]]
