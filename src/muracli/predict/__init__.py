@@ -22,8 +22,9 @@ in torch on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from muracli.lazy import lazy_attributes
 from muracli.predict.discover import Study, check_paths, discover_studies
 from muracli.predict.output import (
     CSV_COLUMNS,
@@ -85,12 +86,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'muracli.predict' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
