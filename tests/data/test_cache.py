@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import textwrap
 import time
-import zlib
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pytest
+from image_files import png_bytes
 from PIL import Image
 
 from muracli.data import cache_build
@@ -84,14 +83,6 @@ def grey(h: int, w: int) -> Callable[[Path], None]:
 
 def raw(data: bytes) -> Callable[[Path], None]:
     return lambda path: path.write_bytes(data)
-
-
-def png_header(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
 
 
 def truncated_png(path: Path) -> None:
@@ -366,7 +357,7 @@ def test_sigkill_midway_then_resume(tmp_path, monkeypatch):
 def bad_tree(tmp_path) -> Path:
     tree = Tree(tmp_path / "data")
     ok = tree.study("train", 0, [grey(30, 20), raw(b""), truncated_png])
-    tree.study("train", 1, [grey(20, 30), raw(b"hello, I am text\n"), raw(png_header(100_000, 100_000))])
+    tree.study("train", 1, [grey(20, 30), raw(b"hello, I am text\n"), raw(png_bytes(100_000, 100_000))])
     tree.study("train", 0, [grey(25, 25)], names=["image1.png"])
     # A macOS junk file that the CSV lists (and that exists on disk)
     junk_study = tree.study("train", 1, [grey(22, 22)])

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import struct
 import time
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
+from image_files import png_bytes, write_dicom
 from PIL import Image
 
 from muracli.data import decode
@@ -134,15 +133,6 @@ def test_scale_to_uint8_constant_and_nan():
 # ----------------------------------------------------------------------- bad files
 
 
-def png_bytes(width: int, height: int, *, bit_depth: int = 8, color_type: int = 0, idat: bytes | None = None) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat if idat is not None else zlib.compress(b""))
-            + chunk(b"IEND", b""))
-
-
 def test_zero_byte_file_is_empty(tmp_path):
     (tmp_path / "image1.png").write_bytes(b"")
     assert reason_of(tmp_path / "image1.png") == "empty"
@@ -222,54 +212,6 @@ def test_png_header_with_zero_size_is_not_an_image(tmp_path):
 # --------------------------------------------------------------------------- DICOM
 
 pydicom = pytest.importorskip("pydicom")
-
-
-def write_dicom(path: Path, pixels: np.ndarray, *, photometric: str = "MONOCHROME2", bits: int = 12,
-                preamble: bool = True, **elements) -> Path:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
-    colour = pixels.ndim == 3 and pixels.shape[-1] == 3
-    frames = pixels.shape[0] if pixels.ndim == 3 and not colour else 1
-    ds.Rows, ds.Columns = pixels.shape[-3:-1] if colour else pixels.shape[-2:]
-    ds.SamplesPerPixel = 3 if colour else 1
-    ds.PhotometricInterpretation = photometric
-    if colour:
-        ds.PlanarConfiguration = 0
-    if frames > 1:
-        ds.NumberOfFrames = frames
-    ds.BitsAllocated = 8 if pixels.dtype == np.uint8 else 16
-    ds.BitsStored = bits
-    ds.HighBit = bits - 1
-    ds.PixelRepresentation = 1 if pixels.dtype.kind == "i" else 0
-    for key, value in elements.items():
-        setattr(ds, key, value)
-    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
-    if preamble:
-        try:
-            ds.save_as(path, enforce_file_format=True)  # pydicom 3
-        except TypeError:  # pragma: no cover - pydicom 2.x
-            ds.is_little_endian, ds.is_implicit_VR = True, False
-            ds.save_as(path, write_like_original=False)
-    else:
-        from pydicom.filewriter import dcmwrite
-
-        ds.file_meta = FileMetaDataset()
-        try:
-            dcmwrite(path, ds, implicit_vr=False, little_endian=True)
-        except TypeError:  # pragma: no cover - pydicom 2.x
-            ds.is_little_endian, ds.is_implicit_VR = True, False
-            ds.save_as(path, write_like_original=True)
-    return path
 
 
 RAMP12 = np.linspace(0, 4095, 32 * 40).reshape(32, 40).astype(np.uint16)

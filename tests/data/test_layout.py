@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from mura_trees import TINY_STUDIES, write_mura_tree
 
-from conftest import TINY_STUDIES, write_mura_tree
 from muracli.data.layout import read_layout, resolve_root
 from muracli.errors import DataError
 

@@ -4,12 +4,10 @@ dataset, files of every bad kind, DICOM writers and in-memory models."""
 from __future__ import annotations
 
 import shutil
-import struct
-import zlib
 from pathlib import Path
 
-import numpy as np
 import pytest
+from image_files import png_bytes, write_dicom
 
 
 def valid_study_folders(synthetic_data: Path) -> list[Path]:
@@ -25,16 +23,6 @@ def copy_studies(synthetic_data: Path, dest: Path, n: int) -> list[Path]:
         shutil.copytree(folder, target)
         copies.append(target)
     return copies
-
-
-def png_bytes(width: int, height: int) -> bytes:
-    """A PNG header claiming ``width x height`` with an empty image stream."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 def write_bad_files(folder: Path, good_png: Path) -> dict[str, str]:
@@ -53,32 +41,6 @@ def write_bad_files(folder: Path, good_png: Path) -> dict[str, str]:
         "image5.png": "too_large",
         "._image1.png": "junk",
     }
-
-
-def write_dicom(path: Path, pixels: np.ndarray, *, photometric: str = "MONOCHROME2", bits: int = 8) -> Path:
-    """A single-frame greyscale DICOM file (with preamble) holding ``pixels`` as stored values."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = 8 if pixels.dtype == np.uint8 else 16
-    ds.BitsStored = bits
-    ds.HighBit = bits - 1
-    ds.PixelRepresentation = 0
-    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def in_memory_model(name: str, image_size: int = 32):
