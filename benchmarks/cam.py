@@ -78,7 +78,7 @@ def main() -> None:
     if not boxes:
         sys.exit(f"Error: {data}/MURA-v1.1/synthetic_findings.csv holds no boxes; pass a synthetic dataset")
 
-    trained_seconds = None
+    trained_seconds, cache = None, None
     if args.run is None:
         from muracli.training.config import TrainConfig
         from muracli.training.trainer import train
@@ -98,7 +98,8 @@ def main() -> None:
 
     loaded = load_model(run_dir)
     model = loaded.model.as_image_model() if loaded.study_model else loaded.model
-    cache = build_cache(data, size=loaded.image_size, fit=loaded.fit, out=work / (f"cache-{loaded.image_size}" if loaded.fit == "pad" else f"cache-{loaded.image_size}-{loaded.fit}"))
+    if cache is None:  # an existing run: the cache of its own image size and fit
+        cache = build_cache(data, size=loaded.image_size, fit=loaded.fit, out=work / f"cache-{loaded.image_size}-{loaded.fit}")
     split = cache.split("valid")
     index = split.index.reset_index(drop=True)
 
