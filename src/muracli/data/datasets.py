@@ -8,8 +8,11 @@ pinned memory and the bus); ``muracli.data.augment.prepare_batch`` turns
 them into the model's input on the device.
 
 * ``ImageDataset`` + ``EpochSampler`` (``image_loader``): training batches,
-  one memory-mapped read per batch; ``LoaderPrepare`` optionally augments
-  them inside the workers (the trainer augments in its own process instead).
+  one memory-mapped read per batch; with ``LoaderPrepare`` they come out
+  augmented and normalised instead, made in one compiled pass per image
+  straight from the map. ``image_loader(threads=True)`` makes the same
+  batches on threads instead of worker processes (what the trainer uses
+  for image models; see ``muracli.data.loader``).
 * ``StudyDataset`` / ``study_batches``: whole studies, for evaluation.
 """
 
@@ -33,6 +36,7 @@ from muracli.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from muracli.data.cache import CacheSplit
+    from muracli.data.loader import ThreadLoader
 
 __all__ = [
     "BatchIndices",
@@ -114,14 +118,37 @@ class LoaderPrepare:
     def generator(self, key: tuple[int, int, int]) -> torch.Generator:
         return torch.Generator().manual_seed(mix_seed(self.seed, *key))
 
+    def params(self, batch_size: int, key: tuple[int, int, int]) -> AugmentParams:
+        """Batch ``key``'s augmentation parameters."""
+        if self.augment is None or self.augment.is_identity:
+            return AugmentParams.identity(batch_size)
+        return sample_params(batch_size, self.augment, self.generator(key))
+
     def __call__(self, x: torch.Tensor, key: tuple[int, int, int], *, shared: bool = False) -> torch.Tensor:
         """The model's float input for uint8 batch ``x``, which is batch ``key``."""
         out = _shared_empty(tuple(x.shape), torch.float32) if shared and x.numel() else None
-        if self.augment is None or self.augment.is_identity:
-            params = AugmentParams.identity(x.shape[0])
-        else:
-            params = sample_params(x.shape[0], self.augment, self.generator(key))
-        return apply_params(x, params, mean=self.mean, std=self.std, out=out)
+        return apply_params(x, self.params(x.shape[0], key), mean=self.mean, std=self.std, out=out)
+
+    def read(self, pixels: np.ndarray, rows: np.ndarray, key: tuple[int, int, int], *, shared: bool = False) -> torch.Tensor:
+        """The model's float input for images ``pixels[rows]`` of an (N, S, S)
+        uint8 cache array, which are batch ``key``: equal to ``self(read_rows(...))``,
+        made by one compiled pass per image straight from the array
+        (``muracli.data.warp``, which releases the GIL while it works)."""
+        mean, std = _scalar(self.mean), _scalar(self.std)
+        if mean is None or std is None:  # per-channel statistics: the tensor path
+            return self(read_rows(pixels, rows), key, shared=shared)
+        from muracli.data.warp import warp_rows
+
+        out = _shared_empty((len(rows), 1, *pixels.shape[1:]), torch.float32) if shared and len(rows) else None
+        return warp_rows(pixels, rows, self.params(len(rows), key), mean=mean, std=std, out=out)
+
+
+def _scalar(value: float | Sequence[float]) -> float | None:
+    """A single normalisation value as a float, or None for several."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    values = list(value)
+    return float(values[0]) if len(values) == 1 else None
 
 
 def pass_batch(batch: Any) -> Any:
@@ -235,10 +262,17 @@ class ImageDataset(Dataset):
         key = indices.key if isinstance(indices, BatchIndices) else (0, -1, 0)
         ids = np.asarray(indices, dtype=np.int64)
         in_worker = get_worker_info() is not None
-        x = read_rows(self._pixels, self.rows[ids], shared=in_worker and self.prepare is None)
         if self.prepare is not None:
-            x = self.prepare(x, key, shared=in_worker)
+            x = self.prepare.read(self._pixels, self.rows[ids], key, shared=in_worker)
+        else:
+            x = read_rows(self._pixels, self.rows[ids], shared=in_worker)
         return x, torch.from_numpy(self._labels[ids].copy())
+
+    def with_prepare(self, prepare: LoaderPrepare | None) -> "ImageDataset":
+        """The same images with another ``prepare`` (a shallow copy)."""
+        dataset = copy.copy(self)
+        dataset.prepare = prepare
+        return dataset
 
     def __getstate__(self) -> dict[str, Any]:
         return _pickle_pixels(self.__dict__)
@@ -254,6 +288,7 @@ def image_loader(
     shuffle: bool,
     seed: int,
     workers: int = 0,
+    threads: bool = False,
     rank: int = 0,
     world: int = 1,
     balanced: bool = False,
@@ -262,23 +297,25 @@ def image_loader(
     persistent_workers: bool | None = None,
     prefetch_factor: int | None = None,
     prepare: LoaderPrepare | None = None,
-) -> tuple[DataLoader, EpochSampler]:
-    """A DataLoader of uint8 training batches ``(x (B, 1, S, S), y (B,))`` and its sampler.
+) -> tuple["DataLoader | ThreadLoader", EpochSampler]:
+    """A loader of uint8 training batches ``(x (B, 1, S, S), y (B,))`` and its sampler.
 
     Call ``sampler.set_epoch(e)`` before each epoch (and set
     ``sampler.start_batch`` to resume mid-epoch). ``pin_memory`` only takes
-    effect when CUDA is available. ``persistent_workers`` defaults to True
-    when there are workers, so an epoch does not pay for starting them.
-    With ``prepare`` the batches come out augmented and
-    normalised as float32, made in the workers; see :class:`LoaderPrepare`.
+    effect when CUDA is available. With ``prepare`` the batches come out
+    augmented and normalised as float32; see :class:`LoaderPrepare`.
+
+    By default a DataLoader with ``workers`` worker processes
+    (``persistent_workers`` defaults to True when there are any, so an epoch
+    does not pay for starting them). With ``threads`` a
+    :class:`muracli.data.loader.ThreadLoader` with ``workers`` threads makes
+    the same batches (``prefetch_factor`` batches ahead per thread, 2 by
+    default): what the trainer uses, see that module.
     """
     if workers < 0:
         raise ConfigError(f"workers must be >= 0, got {workers}")
     if isinstance(split, ImageDataset):
-        dataset = split
-        if prepare is not None:
-            dataset = copy.copy(split)
-            dataset.prepare = prepare
+        dataset = split if prepare is None else split.with_prepare(prepare)
     else:
         dataset = ImageDataset(split, prepare=prepare)
     sampler = EpochSampler(
@@ -292,6 +329,11 @@ def image_loader(
         labels=dataset.labels if balanced else None,
         balanced=balanced,
     )
+    if threads:
+        from muracli.data.loader import ThreadLoader
+
+        loader = ThreadLoader(dataset, sampler, workers=workers, prefetch=prefetch_factor or 2, pin_memory=pin_memory)
+        return loader, sampler
     return _batch_loader(dataset, sampler, seed, workers, pin_memory, persistent_workers, prefetch_factor), sampler
 
 
