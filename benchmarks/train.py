@@ -6,13 +6,14 @@ of the same ``ModelSpec``, same seed), batch size, input shape and optimiser
 (Adam, lr 1e-3):
 
 (a) mura: exactly what ``mura train`` does per step, through the trainer's
-    own code: ``load_train_data`` (the cache, ``image_loader`` with the
-    trainer's worker count and pinned memory), the trainer's set-up
+    own code: ``load_train_data`` (the cache, ``image_loader`` on threads with the
+    trainer's loader threads and pinned memory), the trainer's set-up
     (``choose_precision``, channels_last on CUDA, ``build_optimizer``,
     ``Schedule``, the GradScaler, ``AugmentConfig``), and its epoch loop
-    ``_train_one_epoch``: uint8 batch -> ``prepare_batch`` (augmentation on)
-    -> ``train_step``. On CUDA that is bf16 autocast + channels_last; on the
-    CPU fp32.
+    ``_train_one_epoch``: on CUDA uint8 batch -> ``prepare_batch``
+    (augmentation on, on the GPU) -> ``train_step`` with bf16 autocast +
+    channels_last; on the CPU the loader threads' augmented, normalised
+    batch -> ``train_step`` in fp32.
 (b) plain: the textbook loop over float32 batches that are already
     normalised and already on the device (a few real batches from the same
     cache, cycled): ``model(x)``, ``F.cross_entropy``, ``backward()``,
@@ -197,7 +198,8 @@ def load_data(config, device: torch.device, *, drop_last: bool = False):
     if not drop_last:
         return data
     loader, sampler = image_loader(
-        data.train, batch_size=config.batch_size, shuffle=True, seed=config.seed, workers=data.loader.num_workers,
+        data.loader.dataset, batch_size=config.batch_size, shuffle=True, seed=config.seed, workers=data.loader.workers,
+        threads=True,
         balanced=config.balanced_sampling, pin_memory=device.type == "cuda", drop_last=True,
     )
     return dataclasses.replace(data, loader=loader, sampler=sampler, steps_per_epoch=len(sampler))
@@ -347,10 +349,10 @@ def worker(job: dict) -> int:
                              batch_size=job["batch_size"], device=device.type, seed=0)
         loop = MuraLoop(config, device)
         described = {"precision": loop.precision.name, "channels_last": loop.channels_last,
-                     "loader_workers": loop.data.loader.num_workers, "augment": loop.augment is not None}
+                     "loader_threads": loop.data.loader.workers, "augment": loop.augment is not None}
     else:
         loop = PlainLoop(job["model"], Path(job["cache"]), job["batch_size"], device)
-        described = {"precision": "fp32", "channels_last": False, "loader_workers": None, "augment": False}
+        described = {"precision": "fp32", "channels_last": False, "loader_threads": None, "augment": False}
     rss_start = rss_mb()
     warmup_seconds = warm_up(loop, job["warmup"], through_epoch_end=device.type == "cuda")
     reply({"ready": True, "rss_start_mb": rss_start, "warmup_s": round(warmup_seconds, 2), **described})

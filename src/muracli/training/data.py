@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from muracli.data.augment import GREY_MEAN, GREY_STD, AugmentConfig
+from muracli.data.sampler import mix_seed
 from muracli.errors import ConfigError, DataError
 from muracli.progress import ProgressFn
 from muracli.training import distributed
@@ -18,7 +20,7 @@ from muracli.training.distributed import World
 class TrainData:
     train: object  # CacheSplit
     valid: object  # CacheSplit
-    loader: torch.utils.data.DataLoader
+    loader: object  # ThreadLoader (image models) or DataLoader (study models)
     sampler: object  # EpochSampler
     steps_per_epoch: int
     class_weights: torch.Tensor  # [w_normal, w_abnormal]
@@ -27,6 +29,7 @@ class TrainData:
     fingerprint: str
     source: str
     cache_path: Path
+    prepared: bool = False  # the loader's batches are already augmented and normalised model input
 
 
 def open_or_build_cache(
@@ -79,21 +82,35 @@ def load_train_data(config: TrainConfig, world: World, device: torch.device, pro
             f"the cache at {cache.path} has {len(train.index)} train and {len(valid.index)} valid images",
             "training needs both splits; check `mura stats` for the dataset",
         )
-    workers = config.workers if config.workers is not None else (0 if device.type == "cpu" else min(8, _cpus()))
     if config.study_model:
         from muracli.data.datasets import study_loader
 
+        workers = config.workers if config.workers is not None else (0 if device.type == "cpu" else min(8, _cpus()))
         # --batch-size counts studies here: each brings up to --max-views images.
         loader, sampler = study_loader(
             train, batch_size=config.batch_size, shuffle=True, seed=config.seed, max_views=config.max_views,
             workers=workers, rank=world.rank, world=world.size, balanced=config.balanced_sampling,
             pin_memory=device.type == "cuda",
         )
+        prepared = False
     else:
+        from muracli.data.datasets import LoaderPrepare
+        
+        # Loader threads, not processes (see muracli.data.loader). On the CPU
+        # they also augment and normalise, one compiled pass per image, seeded
+        # per batch; one thread keeps the next batch ready while the model
+        # uses torch's threads. On CUDA they only read uint8 batches into
+        # pinned memory and the GPU augments.
+        workers = config.workers if config.workers is not None else (1 if device.type == "cpu" else min(4, _cpus()))
+        prepared = device.type == "cpu"
+        prepare = None
+        if prepared:
+            augment = AugmentConfig.from_dict(config.augment_params) if config.augment else AugmentConfig.none()
+            prepare = LoaderPrepare(augment=augment, mean=GREY_MEAN, std=GREY_STD, seed=mix_seed(config.seed, 0xA06))
         loader, sampler = image_loader(
             train, batch_size=config.batch_size, shuffle=True, seed=config.seed, workers=workers,
-            rank=world.rank, world=world.size, balanced=config.balanced_sampling,
-            pin_memory=device.type == "cuda", drop_last=False,
+            threads=True, rank=world.rank, world=world.size, balanced=config.balanced_sampling,
+            pin_memory=device.type == "cuda", drop_last=False, prepare=prepare,
         )
     return TrainData(
         train=train,
@@ -107,6 +124,7 @@ def load_train_data(config: TrainConfig, world: World, device: torch.device, pro
         fingerprint=cache.manifest.fingerprint,
         source=str(cache.manifest.source),
         cache_path=cache.path,
+        prepared=prepared,
     )
 
 

@@ -259,6 +259,8 @@ def _train_one_epoch(
     for *x, y in data.loader:
         if len(x) == 2:  # a study model's padded views and mask
             inputs = study_inputs(*x, device=device, mean=GREY_MEAN, std=GREY_STD, augment=augment, generator=augment_rng)
+        elif data.prepared:  # augmented and normalised by the loader (the CPU path)
+            inputs = x[0].contiguous(memory_format=torch.channels_last) if channels_last else x[0]
         else:
             inputs = prepare_batch(
                 x[0], device=device, mean=GREY_MEAN, std=GREY_STD, augment=augment, generator=augment_rng,
