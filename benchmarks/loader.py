@@ -6,13 +6,15 @@ same DataLoader workers. Both sides deliver normalised, augmented float
 batches of the same size, from the same synthetic dataset's train split:
 
 (a) mura: the uint8 cache built by ``build_cache`` at that size, read by
-    ``ImageDataset`` + ``EpochSampler`` through a DataLoader, augmented with
-    the default ``AugmentConfig`` (flip, rotation, zoom, shift, brightness,
-    contrast; one affine warp per image, batched) and normalised on the CPU
-    by ``LoaderPrepare`` inside the loader, i.e. in its workers when it has
-    them: the CPU-training path. Also timed: the same uint8 batches with
-    ``prepare_batch`` augmenting in the main process (what a GPU run does,
-    there on the GPU), and without augmentation.
+    ``ImageDataset`` + ``EpochSampler`` through ``image_loader(threads=True)`` with
+    ``LoaderPrepare``: each batch augmented with the default
+    ``AugmentConfig`` (flip, rotation, zoom, shift, brightness, contrast: one
+    bilinear affine warp per image) and normalised by one compiled pass per
+    image straight from the memory map, on ``workers`` loader threads (in
+    the consuming thread with 0). This is what ``mura train`` does on the
+    CPU. Also timed: the same batches from a DataLoader with ``workers``
+    worker processes (``image_loader``), and the uint8 batches that the CPU
+    side of a GPU run delivers (the GPU augments them).
 (b) baseline: as in the most-copied public MURA PyTorch code: a Dataset
     whose ``__getitem__`` opens the PNG with PIL (``.convert('RGB')``) and
     applies torchvision's Resize((S, S)), RandomHorizontalFlip(),
@@ -51,7 +53,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from muracli.data.augment import AugmentConfig, prepare_batch
+from muracli.data.augment import AugmentConfig
 from muracli.data.cache import open_cache
 from muracli.data.datasets import LoaderPrepare, image_loader
 from muracli.data.layout import ROOT_NAME, read_layout
@@ -125,19 +127,21 @@ def images_per_second(batches, consume, warmup: int, timed: int) -> float:
 
 
 def run_mura(split, size: int, batch_size: int, workers: int, warmup: int, timed: int, mode: str) -> float:
-    """mode "loader": augmented and normalised inside the loader (its workers), the CPU training path;
-    "main": uint8 batches, then prepare_batch with augmentation in this process (a GPU run's path, on the CPU);
-    "none": uint8 batches, then prepare_batch without augmentation."""
-    cfg = AugmentConfig()
-    prepare = LoaderPrepare(augment=cfg, seed=0) if mode == "loader" else None
-    loader, sampler = image_loader(split, batch_size=batch_size, shuffle=True, seed=0, workers=workers, prepare=prepare)
-    generator = torch.Generator().manual_seed(0)
+    """mode "threads": ``image_loader(threads=True)`` + ``LoaderPrepare``, augmenting and
+    normalising on ``workers`` threads (in this thread with 0), what ``mura
+    train`` does on the CPU; "processes": the same batches from a DataLoader
+    with ``workers`` worker processes (``image_loader``); "uint8": uint8
+    batches from the threads, what the CPU side of a GPU run delivers
+    (the GPU augments)."""
+    prepare = LoaderPrepare(augment=AugmentConfig(), seed=0) if mode != "uint8" else None
+    loader, sampler = image_loader(
+        split, batch_size=batch_size, shuffle=True, seed=0, workers=workers, threads=mode != "processes", prepare=prepare
+    )
+    dtype = torch.uint8 if mode == "uint8" else torch.float32
 
     def consume(batch) -> int:
         x, y = batch
-        if mode != "loader":
-            x = prepare_batch(x, device="cpu", augment=cfg if mode == "main" else None, generator=generator)
-        assert x.dtype == torch.float32 and x.shape[-1] == size
+        assert x.dtype == dtype and x.shape[-1] == size
         return x.shape[0]
 
     batches = endless(loader, sampler)
@@ -325,14 +329,14 @@ def main(argv: list[str] | None = None) -> int:
             result["cache_read"][str(size)] = cache_read_rate(split.pixels, args.batch_size)
 
             for workers in args.workers:
-                runs: dict[str, list[float]] = {"mura": [], "baseline": [], "mura_main_augment": [], "mura_no_augment": []}
+                runs: dict[str, list[float]] = {"mura": [], "baseline": [], "mura_processes": [], "mura_uint8": []}
                 for r in range(args.repeat):
                     log(f"{size} px, {workers} workers, run {r + 1}/{args.repeat}")
                     common = (args.batch_size, workers, args.warmup, args.batches)
-                    runs["mura"].append(run_mura(split, size, *common, mode="loader"))
+                    runs["mura"].append(run_mura(split, size, *common, mode="threads"))
                     runs["baseline"].append(run_baseline(paths, labels, size, *common))
-                    runs["mura_main_augment"].append(run_mura(split, size, *common, mode="main"))
-                    runs["mura_no_augment"].append(run_mura(split, size, *common, mode="none"))
+                    runs["mura_processes"].append(run_mura(split, size, *common, mode="processes"))
+                    runs["mura_uint8"].append(run_mura(split, size, *common, mode="uint8"))
                 medians = {k: statistics.median(v) for k, v in runs.items()}
                 result["configs"].append(
                     {
@@ -341,9 +345,10 @@ def main(argv: list[str] | None = None) -> int:
                         "mura_images_per_s": round(medians["mura"], 1),
                         "baseline_images_per_s": round(medians["baseline"], 1),
                         "ratio": round(medians["mura"] / medians["baseline"], 2),
-                        "mura_main_augment_images_per_s": round(medians["mura_main_augment"], 1),
-                        "ratio_main_augment": round(medians["mura_main_augment"] / medians["baseline"], 2),
-                        "mura_no_augment_images_per_s": round(medians["mura_no_augment"], 1),
+                        "mura_processes_images_per_s": round(medians["mura_processes"], 1),
+                        "ratio_processes": round(medians["mura_processes"] / medians["baseline"], 2),
+                        "mura_uint8_images_per_s": round(medians["mura_uint8"], 1),
+                        "of_cache_read": round(medians["mura"] / result["cache_read"][str(size)]["images_per_s"], 4),
                         "runs": {k: [round(x, 1) for x in v] for k, v in runs.items()},
                     }
                 )

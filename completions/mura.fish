@@ -80,7 +80,7 @@ complete -c mura -n '__fish_seen_subcommand_from train' -l no-balanced -d 'Draw 
 complete -c mura -n '__fish_seen_subcommand_from train' -l amp -d 'Mixed precision (bf16 where supported, else fp16)'
 complete -c mura -n '__fish_seen_subcommand_from train' -l no-amp -d 'Mixed precision (bf16 where supported, else fp16)'
 complete -c mura -n '__fish_seen_subcommand_from train' -l compile -d 'torch.compile the model'
-complete -c mura -n '__fish_seen_subcommand_from train' -l workers -x -d 'DataLoader workers'
+complete -c mura -n '__fish_seen_subcommand_from train' -l workers -x -d 'Loader threads (worker processes with --study-model)'
 complete -c mura -n '__fish_seen_subcommand_from train' -l seed -x -d 'Random seed; same seed and data on CPU give the same metrics'
 complete -c mura -n '__fish_seen_subcommand_from train' -l early-stop -x -d 'Stop after N epochs without a better valid kappa (0: never)'
 complete -c mura -n '__fish_seen_subcommand_from train' -l aggregate -x -a 'mean max vote' -d 'Study probability from image probabilities'

@@ -65,7 +65,7 @@ def train(
     balanced: Annotated[Optional[bool], typer.Option("--balanced/--no-balanced", help="Draw normal and abnormal images equally often.", show_default=False)] = None,
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision (bf16 where supported, else fp16). [default: on for CUDA]", show_default=False)] = None,
     compile_model: Annotated[Optional[bool], typer.Option("--compile", help="torch.compile the model.", show_default=False)] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="DataLoader workers. [default: 0 on CPU, up to 8 on CUDA]", show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Loader threads (worker processes with --study-model). [default: 1 on CPU, up to 4 on CUDA; study model 0 / up to 8]", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed; same seed and data on CPU give the same metrics. [default: 0]", show_default=False)] = None,
     early_stop: Annotated[Optional[int], typer.Option("--early-stop", min=0, help="Stop after N epochs without a better valid kappa (0: never).", show_default=False)] = None,
     aggregate: Annotated[Optional[Aggregate], typer.Option("--aggregate", help="Study probability from image probabilities. [default: mean]", show_default=False)] = None,

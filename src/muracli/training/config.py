@@ -58,7 +58,7 @@ class TrainConfig:
     amp: bool | None = None  # None: on for CUDA, off for CPU
     channels_last: bool | None = None  # None: on for CUDA
     compile: bool = False
-    workers: int | None = None  # None: 0 on CPU, up to 8 on CUDA
+    workers: int | None = None  # None: see training.data (loader threads, or DataLoader workers for study models)
     seed: int = 0
     deterministic: bool = False
     out: str | None = None
