@@ -33,7 +33,17 @@ from muracli.data.augment import GREY_MEAN, GREY_STD, AugmentParams
 _PAD = 2  # zero columns/rows around the float copy of each source image
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+def _compiled(function):
+    """``function`` compiled without the GIL, cached on disk when numba finds
+    a writable cache folder (next to this file, else the user's cache) and
+    compiled afresh in each process otherwise (about a second)."""
+    try:
+        return njit(nogil=True, fastmath=True, cache=True)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return njit(nogil=True, fastmath=True)(function)
+
+
+@_compiled
 def _warp_kernel(pixels, rows, coeffs, intensity, out, h, w):  # pragma: no cover - compiled
     """``out[b]`` = image ``pixels[rows[b]]`` warped by ``coeffs[b]``, then
     mapped by ``intensity[b]`` (``pixels`` (N, H*W) uint8, ``out`` (B, H*W) float32).
