@@ -1,9 +1,11 @@
 """Batched tensor augmentation and normalisation (SPEC §4).
 
-The training path is: uint8 pixels in the cache -> uint8 batch from the
-DataLoader -> the device (a quarter of the traffic of float32) -> float ->
-augmentation -> normalisation, all on whole batches, on whatever device the
-batch lives on (the GPU when training there).
+On a GPU the training path is: uint8 pixels in the cache -> uint8 batch
+from the loader -> the device (a quarter of the traffic of float32) ->
+float -> augmentation -> normalisation, all on whole batches, here. On the
+CPU the loader's threads make the same batches with ``muracli.data.warp``
+(the same parameters and arithmetic in one compiled pass per image), which
+is several times faster there than these tensor operations.
 
 The augmentation follows the MURA paper (random lateral flips and small
 rotations) plus mild scale, translation, brightness and contrast jitter. The

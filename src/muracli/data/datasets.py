@@ -96,15 +96,16 @@ def _shared_empty(shape: tuple[int, ...], dtype: torch.dtype = torch.uint8) -> t
 
 @dataclass(frozen=True)
 class LoaderPrepare:
-    """``prepare_batch`` on the CPU inside the DataLoader's workers.
+    """``prepare_batch`` on the CPU, inside the loader.
 
-    With workers, each worker process augments and normalises the batches it
-    reads (one thread each, as DataLoader workers run), so the augmentation
-    uses every core without the trainer's process in the way, and the float
-    batch is written straight into the shared memory it travels in. Batch
-    (epoch, number, rank) is augmented with a generator seeded from
-    ``mix_seed(seed, epoch, number, rank)``: the same batches whatever the
-    number of workers, and a resumed run needs no generator state.
+    ``ImageDataset`` with a ``LoaderPrepare`` returns each batch augmented
+    and normalised, made by ``read``: one compiled pass per image straight
+    from the cache (``muracli.data.warp``), in whichever thread or worker
+    process reads the batch; in a worker process the float batch is written
+    straight into the shared memory it travels in. Batch (epoch, number,
+    rank) is augmented with a generator seeded from ``mix_seed(seed, epoch,
+    number, rank)``: the same batches whatever the number of threads or
+    workers, and a resumed run needs no generator state.
 
     On a GPU keep the loader's uint8 batches and call ``prepare_batch`` on
     the device instead: a quarter of the bytes to copy, and the GPU's time.
