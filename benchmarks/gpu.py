@@ -2,7 +2,7 @@
 
 For each model (default cnn, vgg16, densenet169) at each size (default 224
 and 320 px), mura's own training path runs in two modes: the trainer's
-loader over a real cache (pinned memory, its worker count), ``prepare_batch``
+loader over a real cache (pinned memory, its loader threads), ``prepare_batch``
 augmenting on the GPU, and the trainer's ``_train_one_epoch`` /
 ``train_step`` (``MuraLoop`` from ``benchmarks/train.py``):
 
