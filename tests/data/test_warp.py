@@ -80,6 +80,15 @@ def test_writes_into_out_and_keeps_the_source(tmp_path):
     assert warp_rows(pixels, np.zeros(0, np.int64), AugmentParams.identity(0)).shape == (0, 1, 24, 24)
 
 
+def test_a_strided_array_gives_the_same_batch(tmp_path):
+    pixels = cache_array(tmp_path, w=48)
+    strided = pixels[:, :, ::2]  # (N, 24, 24), not contiguous
+    params = sample_params(4, AugmentConfig(), torch.Generator().manual_seed(2))
+    rows = [5, 1, 5, 0]
+    got = warp_rows(strided, rows, params)
+    assert torch.equal(got, warp_rows(np.ascontiguousarray(strided), rows, params))
+
+
 def test_rejects_bad_arguments(tmp_path):
     pixels = cache_array(tmp_path)
     two = AugmentParams.identity(2)

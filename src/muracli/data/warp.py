@@ -182,6 +182,8 @@ def warp_rows(
     elif out.shape != (len(rows), 1, h, w) or out.dtype != torch.float32 or not out.is_contiguous():
         raise ValueError(f"out must be a contiguous float32 ({len(rows)}, 1, {h}, {w}) tensor")
     if len(rows):
+        if not pixels.flags.c_contiguous:  # a strided view: take the batch's images (only those) out first
+            pixels, rows = np.ascontiguousarray(pixels[rows]), np.arange(len(rows), dtype=np.int64)
         flat = out.numpy().reshape(len(rows), h * w)
         _warp_kernel(
             pixels.reshape(pixels.shape[0], h * w), rows, pixel_coefficients(params, h, w),
