@@ -59,7 +59,6 @@ class ThreadLoader:
             raise TypeError(f"{type(dataset).__name__} has no __getitems__ to read a whole batch")
         self.dataset = dataset
         self.sampler = sampler
-        self.batch_sampler = sampler  # the DataLoader attribute, for code written against one
         self.workers = int(workers)
         self.prefetch = int(prefetch)
         self.pin_memory = bool(pin_memory and torch.cuda.is_available())
@@ -91,6 +90,5 @@ class ThreadLoader:
             while pending:
                 yield pending.popleft().result()
         finally:
-            for future in pending:
-                future.cancel()
+            # Batches not started are cancelled; the ones in progress are waited for.
             pool.shutdown(wait=True, cancel_futures=True)

@@ -126,11 +126,10 @@ def pixel_coefficients(params: AugmentParams, height: int, width: int) -> np.nda
     out = np.empty((len(params), 6), dtype=np.float64)
     # x_in = ((t00*xn + t01*yn + t02) + 1) * W/2 - 1/2, with xn = (2j+1)/W - 1, yn = (2i+1)/H - 1.
     for k, (size, offset) in enumerate(((width, 0), (height, 3))):
-        half = size / 2.0
         a, b, c = t[:, k, 0], t[:, k, 1], t[:, k, 2]
-        out[:, offset + 0] = a * half * 2.0 / width
-        out[:, offset + 1] = b * half * 2.0 / height
-        out[:, offset + 2] = (a * (1.0 / width - 1.0) + b * (1.0 / height - 1.0) + c + 1.0) * half - 0.5
+        out[:, offset + 0] = a * size / width
+        out[:, offset + 1] = b * size / height
+        out[:, offset + 2] = (a * (1.0 / width - 1.0) + b * (1.0 / height - 1.0) + c + 1.0) * (size / 2.0) - 0.5
     return out
 
 
