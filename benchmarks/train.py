@@ -216,7 +216,6 @@ class MuraLoop:
                  tf32: bool = True):
         from torch import nn
 
-        from muracli.data.augment import AugmentConfig
         from muracli.models import ModelSpec, build_model
         from muracli.training.devices import choose_precision
         from muracli.training.distributed import World
@@ -243,7 +242,7 @@ class MuraLoop:
         self.schedule = Schedule(self.optimizer, config, self.data.steps_per_epoch)
         self.scaler = self.precision.scaler(device)
         self.loss_fn = nn.CrossEntropyLoss(weight=self.data.class_weights.to(device) if config.class_weights else None)
-        self.augment = AugmentConfig.from_dict(config.augment_params) if config.augment else None
+        self.augment = config.augmentation()
         self.augment_rng = torch.Generator().manual_seed(config.seed * 1000)
         self.world = World()
         self.state = Progress()

@@ -88,6 +88,14 @@ class TrainConfig:
         check(not (self.pretrained and self.weights), "--pretrained and --weights both given", "use one: --weights FILE is the offline way to get pretrained weights")
         return self
 
+    def augmentation(self):
+        """The training augmentation (``muracli.data.augment.AugmentConfig``), or None with ``augment`` off."""
+        if not self.augment:
+            return None
+        from muracli.data.augment import AugmentConfig  # torch: not at import time
+
+        return AugmentConfig.from_dict(self.augment_params)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

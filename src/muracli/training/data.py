@@ -95,7 +95,7 @@ def load_train_data(config: TrainConfig, world: World, device: torch.device, pro
         prepared = False
     else:
         from muracli.data.datasets import LoaderPrepare
-        
+
         # Loader threads, not processes (see muracli.data.loader). On the CPU
         # they also augment and normalise, one compiled pass per image, seeded
         # per batch; one thread keeps the next batch ready while the model
@@ -105,7 +105,7 @@ def load_train_data(config: TrainConfig, world: World, device: torch.device, pro
         prepared = device.type == "cpu"
         prepare = None
         if prepared:
-            augment = AugmentConfig.from_dict(config.augment_params) if config.augment else AugmentConfig.none()
+            augment = config.augmentation() or AugmentConfig.none()
             prepare = LoaderPrepare(augment=augment, mean=GREY_MEAN, std=GREY_STD, seed=mix_seed(config.seed, 0xA06))
         loader, sampler = image_loader(
             train, batch_size=config.batch_size, shuffle=True, seed=config.seed, workers=workers,

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from muracli import __version__
-from muracli.data.augment import GREY_MEAN, GREY_STD, AugmentConfig
+from muracli.data.augment import GREY_MEAN, GREY_STD
 from muracli.errors import ConfigError, TrainingInterrupted
 from muracli.progress import ProgressFn, silent
 from muracli.training import distributed
@@ -143,7 +143,7 @@ def _train(config, world: World, device, resume: Path | None, progress: Progress
     schedule = Schedule(optimizer, config, data.steps_per_epoch)
     scaler = precision.scaler(device)
     loss_fn = nn.CrossEntropyLoss(weight=data.class_weights.to(device) if config.class_weights else None)
-    augment = AugmentConfig.from_dict(config.augment_params) if config.augment else None
+    augment = config.augmentation()
     augment_rng = torch.Generator().manual_seed(config.seed * 1000 + world.rank)
 
     run = RunDir(config.out or default_run_dir(config.model))
