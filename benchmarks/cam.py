@@ -62,12 +62,12 @@ def main() -> None:
     os.environ.setdefault("MURA_STATE_DIR", tempfile.mkdtemp(prefix="mura-bench-state-"))
     import torch
 
-    from muracli.data.augment import prepare_batch
-    from muracli.data.cache import build_cache
-    from muracli.data.synthetic import generate_synthetic
+    from muracli.batches.augment import prepare_batch
+    from muracli.data.cache_build import build_cache
     from muracli.models.gradcam import grad_cam
     from muracli.predict.cam import heatmap_to_original
-    from muracli.training.checkpoint import load_model
+    from muracli.runtime.checkpoint import load_model
+    from muracli.synthetic import generate_synthetic
 
     work = args.work or Path(tempfile.mkdtemp(prefix="mura-cam-"))
     data = args.data or work / f"synthetic-{args.studies}-{args.difficulty}"

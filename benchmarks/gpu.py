@@ -98,8 +98,8 @@ def forward_flops(name: str, size: int) -> int:
 
 
 def run_mode(name: str, size: int, mode: str, data, args, device: torch.device, flops: int, peaks) -> dict:
+    from muracli.runtime.devices import Precision, choose_precision
     from muracli.training.config import TrainConfig
-    from muracli.training.devices import Precision, choose_precision
 
     config = TrainConfig(cache=str(data.cache_path), image_size=size, model=name, batch_size=args.batch_size, seed=0)
     amp = mode == "amp"
@@ -209,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     if not set(modes) <= {"amp", "fp32"}:
         raise SystemExit("--modes: amp and/or fp32")
 
+    from muracli.runtime.devices import select_device
     from muracli.training.config import TrainConfig
-    from muracli.training.devices import select_device
 
     device = select_device(args.device)
     name = train_bench.device_name(device)

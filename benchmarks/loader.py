@@ -53,9 +53,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from muracli.data.augment import AugmentConfig
+from muracli.batches.augment import AugmentConfig
+from muracli.batches.datasets import LoaderPrepare, image_loader
 from muracli.data.cache import open_cache
-from muracli.data.datasets import LoaderPrepare, image_loader
 from muracli.data.layout import ROOT_NAME, read_layout
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -188,7 +188,7 @@ def cache_read_rate(pixels: np.ndarray, batch_size: int, batches: int = 300, see
 
 BUILD = """
 import json, sys, time
-from muracli.data.cache import build_cache
+from muracli.data.cache_build import build_cache
 if __name__ == "__main__":
     start = time.perf_counter()
     cache = build_cache(sys.argv[1], size=int(sys.argv[2]), out=sys.argv[3])
@@ -259,7 +259,7 @@ def ensure_data(data: Path, studies: int, seed: int) -> Path:
     if (data / ROOT_NAME).is_dir():
         log(f"reusing the dataset in {data}")
         return data
-    from muracli.data.synthetic import generate_synthetic
+    from muracli.synthetic import generate_synthetic
 
     log(f"generating {studies} synthetic studies into {data} (once; pass --data {data} to reuse)")
     generate_synthetic(data, studies=studies, seed=seed)

@@ -50,9 +50,9 @@ def main() -> None:
         args.studies, args.image_size, args.epochs = 60, 32, 1
 
     os.environ.setdefault("MURA_STATE_DIR", tempfile.mkdtemp(prefix="mura-bench-state-"))
-    from muracli.data.cache import build_cache
-    from muracli.data.synthetic import generate_synthetic
+    from muracli.data.cache_build import build_cache
     from muracli.evaluation.evaluate import evaluate_run
+    from muracli.synthetic import generate_synthetic
     from muracli.training.config import TrainConfig
     from muracli.training.trainer import train
 

@@ -80,7 +80,7 @@ def ensure_data(data: Path, studies: int, seed: int, max_side: int = 512) -> Pat
     if (data / ROOT_NAME).is_dir():
         log(f"reusing the dataset in {data}")
         return data
-    from muracli.data.synthetic import generate_synthetic
+    from muracli.synthetic import generate_synthetic
 
     log(f"generating {studies} synthetic studies into {data} (once; pass --data {data} to reuse)")
     generate_synthetic(data, studies=studies, seed=seed, max_side=max_side)
@@ -92,7 +92,7 @@ def ensure_caches(data: Path, sizes: list[int]) -> dict[int, Path]:
 
     ``build_cache`` starts a forkserver pool: call this under ``if __name__ == "__main__"``.
     """
-    from muracli.training.data import open_or_build_cache
+    from muracli.runtime.caches import open_or_build_cache
 
     caches = {}
     for size in sorted(set(sizes)):
@@ -190,9 +190,9 @@ def load_data(config, device: torch.device, *, drop_last: bool = False):
     (one batch shape, so cuDNN autotunes once per configuration in a short benchmark)."""
     import dataclasses
 
-    from muracli.data.datasets import image_loader
+    from muracli.batches.datasets import image_loader
+    from muracli.runtime.distributed import World
     from muracli.training.data import load_train_data
-    from muracli.training.distributed import World
 
     data = load_train_data(config, World(), device)
     if not drop_last:
@@ -217,8 +217,8 @@ class MuraLoop:
         from torch import nn
 
         from muracli.models import ModelSpec, build_model
-        from muracli.training.devices import choose_precision
-        from muracli.training.distributed import World
+        from muracli.runtime.devices import choose_precision
+        from muracli.runtime.distributed import World
         from muracli.training.optim import Schedule, build_optimizer
         from muracli.training.trainer import Progress
 
@@ -281,7 +281,7 @@ class PlainLoop:
 
     def __init__(self, name: str, cache_path: Path, batch_size: int, device: torch.device, *, seed: int = 0,
                  lr: float = 1e-3, pool_batches: int = 4):
-        from muracli.data.augment import GREY_MEAN, GREY_STD
+        from muracli.batches.augment import GREY_MEAN, GREY_STD
         from muracli.data.cache import open_cache
         from muracli.models import ModelSpec, build_model
 
@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.warmup < 1 or args.repeat < 1 or (args.steps is not None and args.steps < 1):
         raise SystemExit("--warmup, --repeat and --steps must be at least 1")
 
-    from muracli.training.devices import select_device
+    from muracli.runtime.devices import select_device
 
     device = select_device(args.device)
     if args.batch_size is None:

@@ -53,7 +53,7 @@ def synthetic_data(tmp_path_factory) -> Path:
 
     Returns the folder that holds MURA-v1.1/. Tests must not modify it.
     """
-    from muracli.data.synthetic import generate_synthetic
+    from muracli.synthetic import generate_synthetic
 
     base = tmp_path_factory.mktemp("synthetic")
     generate_synthetic(base, studies=80, seed=3, difficulty="easy", max_side=96, workers=1)
@@ -63,7 +63,7 @@ def synthetic_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_cache(synthetic_data):
     """The preprocess cache of ``synthetic_data`` at 32 px."""
-    from muracli.data.cache import build_cache
+    from muracli.data.cache_build import build_cache
 
     return build_cache(synthetic_data, size=32, fit="pad", workers=0)
 

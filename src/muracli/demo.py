@@ -32,11 +32,11 @@ import os
 import shlex
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from muracli import __version__
@@ -93,7 +93,7 @@ class DemoConfig:
     threads: int | None = None
 
     def validate(self) -> "DemoConfig":
-        from muracli.data.synthetic import DIFFICULTIES
+        from muracli.synthetic import DIFFICULTIES
 
         def check(ok: bool, message: str, hint: str | None = None) -> None:
             if not ok:
@@ -179,7 +179,7 @@ def run_demo(
     progress = progress or silent
     started = time.monotonic()
     root = Path(config.dir)
-    from muracli.training.devices import select_device
+    from muracli.runtime.devices import select_device
 
     device = select_device(config.device)  # --gpu without CUDA fails before anything is written
     _prepare_dir(root)
@@ -303,7 +303,7 @@ def _dataset_record(config: DemoConfig) -> dict[str, Any]:
 def _dataset(root: Path, config: DemoConfig, progress: ProgressFn) -> tuple["MuraLayout", StageResult]:
     from muracli.data.cache import CACHE_DIRNAME
     from muracli.data.layout import ROOT_NAME, read_layout
-    from muracli.data.synthetic import generate_synthetic
+    from muracli.synthetic import generate_synthetic
 
     started = time.monotonic()
     data = root / "data"
@@ -361,7 +361,8 @@ def _stats(root: Path, layout: "MuraLayout", *, regenerated: bool) -> StageResul
 
 
 def _preprocess(root: Path, layout: "MuraLayout", config: DemoConfig, progress: ProgressFn) -> tuple["Cache", StageResult]:
-    from muracli.data.cache import build_cache, default_cache_dir
+    from muracli.data.cache import default_cache_dir
+    from muracli.data.cache_build import build_cache
 
     started = time.monotonic()
     out = default_cache_dir(layout, config.image_size, "pad")
@@ -388,7 +389,7 @@ def train_config(cache: "Cache", config: DemoConfig, run_dir: Path, device: str)
 
 def _finished_run(run_dir: Path, wanted: dict[str, Any], fingerprint: str, epochs: int) -> tuple[bool, bool]:
     """(matches, finished) for an existing run directory."""
-    from muracli.training.rundir import RunDir
+    from muracli.runtime.rundir import RunDir
 
     run = RunDir(run_dir)
     record = _read_json(run.config_path)
@@ -405,7 +406,7 @@ def _finished_run(run_dir: Path, wanted: dict[str, Any], fingerprint: str, epoch
 
 
 def _train(root: Path, cache: "Cache", config: DemoConfig, device: str, progress: ProgressFn):
-    from muracli.training.rundir import RunDir
+    from muracli.runtime.rundir import RunDir
     from muracli.training.trainer import train
 
     started = time.monotonic()
@@ -497,7 +498,7 @@ def pick_studies(layout: "MuraLayout", *, normal: int, abnormal: int, seed: int 
 def _studies_with_visible_findings(layout: "MuraLayout") -> set[str]:
     import csv
 
-    from muracli.data.synthetic import FINDINGS_CSV
+    from muracli.synthetic import FINDINGS_CSV
 
     path = layout.root / FINDINGS_CSV
     if not path.is_file():
@@ -511,7 +512,7 @@ def _predict(root: Path, layout: "MuraLayout", run_dir: Path, config: DemoConfig
     from muracli.predict.discover import discover_studies
     from muracli.predict.infer import predict_studies
     from muracli.predict.output import study_record
-    from muracli.training.checkpoint import load_model
+    from muracli.runtime.checkpoint import load_model
 
     started = time.monotonic()
     chosen = pick_studies(layout, normal=config.predict_normal, abnormal=config.predict_abnormal, seed=config.seed)

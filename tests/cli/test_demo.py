@@ -118,7 +118,7 @@ def test_demo_refuses_a_dataset_it_did_not_make(cli, tmp_path):
 
 
 def test_demo_gpu_without_cuda_is_an_error(cli, tmp_path):
-    from muracli.training.devices import cuda_available
+    from muracli.runtime.devices import cuda_available
 
     if cuda_available():
         pytest.skip("a GPU is present")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from muracli.training.rundir import record_latest
+from muracli.runtime.rundir import record_latest
 
 
 def test_human_output_and_files(cli, trained_run, synthetic_cache, tmp_path):

@@ -29,7 +29,7 @@ def studies(synthetic_data, tmp_path_factory) -> Path:
 def resnet_checkpoint(trained_run, tmp_path_factory) -> Path:
     """A freshly built resnet18 saved as a mura checkpoint with the trained run's metadata."""
     from muracli.models import ModelSpec, build_model
-    from muracli.training.checkpoint import load_checkpoint, save_checkpoint
+    from muracli.runtime.checkpoint import load_checkpoint, save_checkpoint
 
     meta = load_checkpoint(Path(trained_run) / "best.pt")
     meta = {k: v for k, v in meta.items() if k not in ("format", "format_version", "state_dict")}
@@ -144,7 +144,7 @@ def test_single_image_is_its_own_study(cli, studies, trained_run):
 
 
 def test_latest_run_is_the_default_and_its_absence_explained(cli, studies, trained_run, tmp_path, monkeypatch):
-    from muracli.training.rundir import record_latest
+    from muracli.runtime.rundir import record_latest
 
     monkeypatch.chdir(tmp_path)  # no ./runs here either
     result = cli("predict", studies)

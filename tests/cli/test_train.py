@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from muracli.training.checkpoint import load_checkpoint
+from muracli.runtime.checkpoint import load_checkpoint
 
 
 def base_args(cache, out: Path, *extra) -> list:

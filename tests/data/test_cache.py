@@ -18,15 +18,8 @@ from image_files import png_bytes
 from PIL import Image
 
 from muracli.data import cache_build
-from muracli.data.cache import (
-    FORMAT_VERSION,
-    INDEX_COLUMNS,
-    MANIFEST_NAME,
-    STAGING_NAME,
-    build_cache,
-    default_cache_dir,
-    open_cache,
-)
+from muracli.data.cache import FORMAT_VERSION, INDEX_COLUMNS, MANIFEST_NAME, STAGING_NAME, default_cache_dir, open_cache
+from muracli.data.cache_build import build_cache
 from muracli.data.decode import read_greyscale
 from muracli.data.fit import fit_square
 from muracli.data.layout import read_layout
@@ -321,7 +314,7 @@ def test_sigkill_midway_then_resume(tmp_path, monkeypatch):
     script = textwrap.dedent(f"""
         import time
         from muracli.data import cache_build
-        from muracli.data.cache import build_cache
+        from muracli.data.cache_build import build_cache
         cache_build.CHUNK_SIZE = 4
         def slow(task, done, total, **fields):
             time.sleep(0.05)

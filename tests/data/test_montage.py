@@ -10,7 +10,7 @@ from PIL import Image
 
 from muracli.data.layout import read_layout
 from muracli.data.montage import draw_montage
-from muracli.data.synthetic import generate_synthetic
+from muracli.synthetic import generate_synthetic
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import pytest
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from muracli.errors import CheckpointError, ConfigError, DataError
-from muracli.evaluation.evaluate import OUTPUT_FILES, evaluate_run, locate_cache
+from muracli.evaluation.evaluate import OUTPUT_FILES, evaluate_run
+from muracli.runtime.caches import locate_cache
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

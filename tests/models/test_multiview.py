@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from muracli.data.datasets import pad_views
+from muracli.batches.datasets import pad_views
 from muracli.models import ModelSpec, build_model
 from muracli.models.multiview import VIEW_POOLS, build_study_model
 

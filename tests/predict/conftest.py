@@ -47,9 +47,9 @@ def in_memory_model(name: str, image_size: int = 32):
     """A freshly built ``name`` wrapped as ``load_model`` would return it (no checkpoint file)."""
     import torch
 
-    from muracli.data.augment import GREY_MEAN, GREY_STD
+    from muracli.batches.augment import GREY_MEAN, GREY_STD
     from muracli.models import ModelSpec, build_model
-    from muracli.training.checkpoint import LoadedModel
+    from muracli.runtime.checkpoint import LoadedModel
 
     torch.manual_seed(0)
     model = build_model(ModelSpec(name)).eval()
@@ -63,7 +63,7 @@ def in_memory_model(name: str, image_size: int = 32):
 @pytest.fixture(scope="session")
 def loaded_cnn(trained_run):
     """The cnn of ``trained_run`` loaded for inference on the CPU (shared, read-only)."""
-    from muracli.training.checkpoint import load_model
+    from muracli.runtime.checkpoint import load_model
 
     return load_model(trained_run, "cpu")
 

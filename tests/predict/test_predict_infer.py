@@ -12,7 +12,7 @@ import torch
 
 from muracli.data.decode import read_greyscale
 from muracli.errors import ConfigError
-from muracli.evaluation.aggregate import aggregate_studies
+from muracli.metrics.aggregate import aggregate_studies
 from muracli.predict import Study, discover_studies, predict_studies, study_probability
 
 
@@ -21,7 +21,7 @@ def by_path(results) -> dict[str, float]:
 
 
 def test_probabilities_equal_evaluate_on_the_cache(loaded_cnn, synthetic_data, synthetic_cache):
-    from muracli.evaluation.inference import image_probabilities
+    from muracli.runtime.inference import image_probabilities
 
     table = image_probabilities(
         loaded_cnn.model, synthetic_cache.split("valid"), device=torch.device("cpu"), mean=loaded_cnn.mean, std=loaded_cnn.std

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from muracli.data.datasets import StudyTrainDataset, study_loader
+from muracli.batches.datasets import StudyTrainDataset, study_loader
 from muracli.evaluation.evaluate import evaluate_run
-from muracli.training.checkpoint import load_model
+from muracli.runtime.checkpoint import load_model
 from muracli.training.config import TrainConfig
 from muracli.training.trainer import train
 

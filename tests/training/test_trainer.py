@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from muracli.errors import TrainingInterrupted
-from muracli.training.checkpoint import load_checkpoint
+from muracli.runtime.checkpoint import load_checkpoint
 from muracli.training.config import TrainConfig
 from muracli.training.trainer import resume_config, train
 

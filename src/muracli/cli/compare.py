@@ -13,7 +13,7 @@ from muracli.cli import console
 from muracli.cli.options import examples
 
 if TYPE_CHECKING:
-    from muracli.evaluation.compare import RunSummary
+    from muracli.metrics.compare import RunSummary
 
 EXAMPLES = examples(
     """
@@ -50,7 +50,7 @@ def compare(
     json_output: Annotated[bool, typer.Option("--json", help="Print the rows (and skipped folders) as JSON.")] = False,
 ) -> None:
     """Compare runs: model, image size, regularisation, epochs, time, best valid kappa and AUC."""
-    from muracli.evaluation.compare import compare_runs
+    from muracli.metrics.compare import compare_runs
 
     comparison = compare_runs(runs, sort=sort.value)
     for skipped in comparison.skipped:

@@ -74,7 +74,7 @@ def download(
 
     with console.RichProgress() as progress:
         if synthetic:
-            from muracli.data.synthetic import generate_synthetic
+            from muracli.synthetic import generate_synthetic
 
             generate_synthetic(
                 dest, studies=studies, seed=seed, difficulty=difficulty.value, max_side=max_side,

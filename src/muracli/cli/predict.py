@@ -77,8 +77,8 @@ def predict(
     from muracli.predict.discover import discover_studies
     from muracli.predict.infer import predict_studies
     from muracli.predict.output import prediction_report, report_header, sort_by_probability, study_record
-    from muracli.training.checkpoint import load_model
-    from muracli.training.devices import Precision, choose_precision, select_device
+    from muracli.runtime.checkpoint import load_model
+    from muracli.runtime.devices import Precision, choose_precision, select_device
 
     device = select_device("auto" if gpu is None else ("cuda" if gpu else "cpu"))
     loaded = load_model(checkpoint, device)

@@ -59,7 +59,7 @@ def preprocess(
     Runs in parallel, resumes after an interruption, and skips (and reports)
     unreadable images instead of stopping.
     """
-    from muracli.data.cache import build_cache
+    from muracli.data.cache_build import build_cache
 
     started = time.perf_counter()
     with console.RichProgress() as progress:

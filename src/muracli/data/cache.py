@@ -17,7 +17,7 @@ are ``INDEX_COLUMNS``: the image path as in the CSVs, the study path, patient,
 body part, label (0 normal, 1 abnormal), view number and the original width
 and height.
 
-``build_cache`` (in ``muracli.data.cache_build``) writes it; ``open_cache``
+``muracli.data.cache_build.build_cache`` writes it; ``open_cache`` here
 reads it and refuses anything without a valid manifest of this format.
 """
 
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from muracli.data.layout import MuraLayout
-    from muracli.progress import ProgressFn
 
 FORMAT_VERSION = 1
 CACHE_DIRNAME = "mura-cache"
@@ -226,34 +225,3 @@ def _load_split(folder: Path, name: str, manifest: CacheManifest) -> CacheSplit:
         raise DataError(f"the cache at {folder} is damaged: {name}.csv has columns {list(index.columns)}", PREPROCESS_HINT)
     return CacheSplit(name=name, pixels=pixels, index=index)
 
-
-def build_cache(
-    data: str | os.PathLike[str] | None = None,
-    *,
-    size: int = 320,
-    fit: str = "pad",
-    out: str | os.PathLike[str] | None = None,
-    workers: int | None = None,
-    progress: "ProgressFn | None" = None,
-    layout: "MuraLayout | None" = None,
-) -> Cache:
-    """Decode, greyscale and fit every listed image once into a cache folder.
-
-    ``data`` is the dataset folder (or pass a parsed ``layout``); ``out`` the
-    cache folder (default ``default_cache_dir``). ``workers``: processes
-    (default every available core; 0 decodes in this process). Progress is
-    reported as ``progress("preprocess <split>", done, total)``.
-
-    A complete cache for the same dataset and options is returned at once
-    (``Cache.reused``); an interrupted build resumes where it stopped and
-    produces the same bytes as an uninterrupted one. Unreadable images are
-    skipped and listed in ``manifest.skipped``; studies left without images in
-    ``manifest.dropped_studies``.
-
-    Workers are started with the ``forkserver`` method (``spawn`` where
-    there is none), so a script that calls this must do so under
-    ``if __name__ == "__main__":``, as with any multiprocessing code.
-    """
-    from muracli.data.cache_build import build
-
-    return build(data, size=size, fit=fit, out=out, workers=workers, progress=progress, layout=layout)

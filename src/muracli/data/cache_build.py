@@ -148,7 +148,7 @@ def _datasync(fd: int) -> None:
 # ----------------------------------------------------------------------------
 
 
-def build(
+def build_cache(
     data: str | os.PathLike[str] | None = None,
     *,
     size: int = 320,
@@ -158,7 +158,23 @@ def build(
     progress: "ProgressFn | None" = None,
     layout: "MuraLayout | None" = None,
 ) -> Cache:
-    """See ``muracli.data.cache.build_cache``."""
+    """Decode, greyscale and fit every listed image once into a cache folder.
+
+    ``data`` is the dataset folder (or pass a parsed ``layout``); ``out`` the
+    cache folder (default ``default_cache_dir``). ``workers``: processes
+    (default every available core; 0 decodes in this process). Progress is
+    reported as ``progress("preprocess <split>", done, total)``.
+
+    A complete cache for the same dataset and options is returned at once
+    (``Cache.reused``); an interrupted build resumes where it stopped and
+    produces the same bytes as an uninterrupted one. Unreadable images are
+    skipped and listed in ``manifest.skipped``; studies left without images in
+    ``manifest.dropped_studies``.
+
+    Workers are started with the ``forkserver`` method (``spawn`` where
+    there is none), so a script that calls this must do so under
+    ``if __name__ == "__main__":``, as with any multiprocessing code.
+    """
     from muracli.data.layout import SPLITS, read_layout
 
     size, fit = _check_options(size, fit, workers)

@@ -1,41 +1,6 @@
-"""Study-level evaluation: aggregation of image probabilities, metrics,
-bootstrap intervals, the metrics.json report and its figures.
+"""Evaluating a trained run on a split: ``evaluate.evaluate_run``.
 
-Pure functions on tables and arrays; no model code. Importing this package
-loads numpy only - pandas, scikit-learn and matplotlib are imported by the
-functions that need them.
+It loads the model (``runtime.checkpoint``), opens the cache it reads
+(``runtime.caches``), scores the split (``runtime.inference``) and turns the
+probabilities into the report, tables and figures of ``metrics``.
 """
-
-from muracli.evaluation.aggregate import (
-    METHODS,
-    STUDY_COLUMNS,
-    aggregate_studies,
-    body_part_of,
-    decision_threshold,
-    predict_labels,
-)
-from muracli.evaluation.bootstrap import bootstrap_distribution, bootstrap_intervals, resample_indices
-from muracli.evaluation.metrics import METRICS, SCORES, binary_metrics
-from muracli.evaluation.plots import confusion_png, curves_png, roc_curve_png
-from muracli.evaluation.report import evaluation_report, jsonable, study_predictions
-
-__all__ = [
-    "METHODS",
-    "METRICS",
-    "SCORES",
-    "STUDY_COLUMNS",
-    "aggregate_studies",
-    "binary_metrics",
-    "body_part_of",
-    "bootstrap_distribution",
-    "bootstrap_intervals",
-    "confusion_png",
-    "curves_png",
-    "decision_threshold",
-    "evaluation_report",
-    "jsonable",
-    "predict_labels",
-    "resample_indices",
-    "roc_curve_png",
-    "study_predictions",
-]

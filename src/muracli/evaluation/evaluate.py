@@ -31,9 +31,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-    from muracli.data.cache import Cache
-    from muracli.training.checkpoint import LoadedModel
-    from muracli.training.devices import Precision
+    from muracli.runtime.checkpoint import LoadedModel
+    from muracli.runtime.devices import Precision
 
 SPLITS = ("train", "valid")
 
@@ -106,9 +105,9 @@ def evaluate_run(
     bounds the images per forward pass. ``bootstrap`` > 0 adds 95% (``level``)
     percentile intervals over studies, reproducible for a ``seed``.
     """
-    from muracli.evaluation.aggregate import check_method
-    from muracli.evaluation.bootstrap import check_bootstrap
-    from muracli.evaluation.metrics import check_threshold
+    from muracli.metrics.aggregate import check_method
+    from muracli.metrics.binary import check_threshold
+    from muracli.metrics.bootstrap import check_bootstrap
 
     started = time.monotonic()
     if split not in SPLITS:
@@ -122,8 +121,8 @@ def evaluate_run(
     if threshold is not None:
         check_threshold(threshold)
 
-    from muracli.training.checkpoint import load_model
-    from muracli.training.devices import choose_precision, select_device
+    from muracli.runtime.checkpoint import load_model
+    from muracli.runtime.devices import choose_precision, select_device
 
     torch_device = select_device(device)
     loaded = load_model(target, torch_device)
@@ -140,6 +139,8 @@ def evaluate_run(
         check_method(aggregate)
 
     notes: list[str] = []
+    from muracli.runtime.caches import locate_cache
+
     opened = locate_cache(loaded, data=data, cache=cache, notes=notes, progress=progress)
     cache_split = opened.split(split)
     if len(cache_split.index) == 0:
@@ -205,7 +206,7 @@ def score_split(
     checkpoint's ``study_model`` field) gives ``SplitScores(studies=...)``,
     one probability per study straight from the model.
     """
-    from muracli.evaluation.inference import image_probabilities, study_probabilities
+    from muracli.runtime.inference import image_probabilities, study_probabilities
 
     options = dict(
         device=device, mean=loaded.mean, std=loaded.std, precision=precision, max_images=batch_images,
@@ -217,7 +218,7 @@ def score_split(
 
 
 def _report(scores: SplitScores, *, split: str, aggregate: str, threshold: float, bootstrap: int, seed: int, level: float):
-    from muracli.evaluation.report import evaluation_report, study_predictions
+    from muracli.metrics.report import evaluation_report, study_predictions
 
     if scores.images is None:
         studies = scores.studies.assign(prediction=(scores.studies["probability"] >= threshold).astype(int))
@@ -236,95 +237,13 @@ def _epoch_of(loaded: "LoadedModel") -> int | None:
     return int(epoch) if isinstance(epoch, int) else None
 
 
-# -- where the data is ---------------------------------------------------------
-
-
-def locate_cache(
-    loaded: "LoadedModel",
-    *,
-    data: Path | str | None = None,
-    cache: Path | str | None = None,
-    notes: list[str] | None = None,
-    progress: ProgressFn | None = None,
-) -> "Cache":
-    """The cache to evaluate ``loaded`` on, at its image size and fit.
-
-    In order: ``cache`` (must hold the checkpoint's image size); ``data``;
-    the cache the run was trained on, if it still exists at the right size
-    and fit; the dataset it was trained on, if it is still there; finally
-    ``$MURA_DATA`` / ``./data``. Caches are found or built by
-    ``open_or_build_cache``.
-    """
-    from muracli.data.cache import open_cache
-    from muracli.training.data import open_or_build_cache
-
-    notes = notes if notes is not None else []
-    size, fit = loaded.image_size, loaded.fit
-    if cache is not None:
-        opened = open_cache(Path(cache))
-        if opened.size != size:
-            raise ConfigError(
-                f"the cache at {cache} holds {opened.size} px images but the model in {loaded.path} takes {size} px",
-                f"pass a cache built with `mura preprocess --size {size} --fit {fit}`, or --data to find or build one",
-            )
-        if opened.fit != fit:
-            notes.append(f"the cache at {opened.path} was made with --fit {opened.fit}; the model was trained on --fit {fit}")
-        return opened
-    if data is not None:
-        return open_or_build_cache(data=data, size=size, fit=fit, progress=progress)
-
-    recorded_caches, recorded_data = _recorded_sources(loaded)
-    for candidate in recorded_caches:
-        if not candidate.is_dir():
-            continue
-        try:
-            opened = open_cache(candidate)
-        except DataError:
-            continue
-        if opened.size == size and opened.fit == fit:
-            return opened
-    for candidate in recorded_data:
-        if candidate.exists():
-            return open_or_build_cache(data=candidate, size=size, fit=fit, progress=progress)
-    if recorded_caches or recorded_data:
-        notes.append("the data this run was trained on is gone; using $MURA_DATA or ./data")
-    return open_or_build_cache(data=None, size=size, fit=fit, progress=progress)
-
-
-def _recorded_sources(loaded: "LoadedModel") -> tuple[list[Path], list[Path]]:
-    """Caches and dataset folders the run was trained on: from the run's
-    config.json (``data.cache``, ``data.root``) and the checkpoint's config."""
-    caches: list[Path] = []
-    roots: list[Path] = []
-    record = _run_record(loaded.path.parent)
-    recorded = record.get("data") if isinstance(record.get("data"), dict) else {}
-    config = loaded.checkpoint.get("config")
-    config = config if isinstance(config, dict) else {}
-    for value in (recorded.get("cache"), config.get("cache")):
-        if isinstance(value, str) and value and Path(value) not in caches:
-            caches.append(Path(value))
-    for value in (recorded.get("root"), config.get("data")):
-        if isinstance(value, str) and value and Path(value) not in roots:
-            roots.append(Path(value))
-    return caches, roots
-
-
-def _run_record(folder: Path) -> dict[str, Any]:
-    """The run's config.json next to the checkpoint, or {} when there is none."""
-    try:
-        record = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
 # -- files ---------------------------------------------------------------------
 
 
 def write_outputs(evaluation: Evaluation, out: Path | str) -> dict[str, Path]:
     """Write metrics.json, predictions.csv, image_predictions.csv, roc.png and
     confusion.png into ``out`` (created); returns their paths by role."""
-    from muracli.evaluation.plots import confusion_png, roc_curve_png
+    from muracli.metrics.plots import confusion_png, roc_curve_png
 
     folder = Path(out)
     try:

@@ -9,7 +9,7 @@ in ``muracli.predict.output``.
 
 Typical library use::
 
-    from muracli.training.checkpoint import load_model
+    from muracli.runtime.checkpoint import load_model
     from muracli.predict import discover_studies, predict_studies, study_record
 
     loaded = load_model("runs/cnn-20260101-120000")

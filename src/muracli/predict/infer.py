@@ -38,18 +38,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from muracli.data.augment import prepare_batch
+from muracli.batches.augment import prepare_batch
 from muracli.data.decode import read_greyscale
 from muracli.data.fit import fit_square
 from muracli.errors import ConfigError, ImageReadError
-from muracli.evaluation.aggregate import check_method, decision_threshold
+from muracli.metrics.aggregate import check_method, decision_threshold
 from muracli.predict.cam import CamWriter
 from muracli.predict.discover import Study
 from muracli.progress import ProgressFn
-from muracli.training.devices import Precision
+from muracli.runtime.devices import Precision
 
 if TYPE_CHECKING:
-    from muracli.training.checkpoint import LoadedModel
+    from muracli.runtime.checkpoint import LoadedModel
 
 DEFAULT_BATCH_IMAGES = 64
 CAM_BATCH_IMAGES = 8

@@ -47,11 +47,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from muracli.evaluation.aggregate import body_part_of, decision_threshold
+from muracli.metrics.aggregate import body_part_of, decision_threshold
 
 if TYPE_CHECKING:
     from muracli.predict.infer import StudyResult
-    from muracli.training.checkpoint import LoadedModel
+    from muracli.runtime.checkpoint import LoadedModel
 
 DISCLAIMER = (
     "Research software, not a medical device: do not use these predictions to diagnose or treat anyone."

@@ -89,10 +89,10 @@ class TrainConfig:
         return self
 
     def augmentation(self):
-        """The training augmentation (``muracli.data.augment.AugmentConfig``), or None with ``augment`` off."""
+        """The training augmentation (``muracli.batches.augment.AugmentConfig``), or None with ``augment`` off."""
         if not self.augment:
             return None
-        from muracli.data.augment import AugmentConfig  # torch: not at import time
+        from muracli.batches.augment import AugmentConfig  # torch: not at import time
 
         return AugmentConfig.from_dict(self.augment_params)
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import torch
 
-from muracli.data.augment import GREY_MEAN, GREY_STD, AugmentConfig
-from muracli.data.sampler import mix_seed
-from muracli.errors import ConfigError, DataError
+from muracli.batches.augment import GREY_MEAN, GREY_STD, AugmentConfig
+from muracli.batches.sampler import mix_seed
+from muracli.errors import DataError
 from muracli.progress import ProgressFn
-from muracli.training import distributed
+from muracli.runtime.caches import open_or_build_cache
+from muracli.runtime.distributed import World
 from muracli.training.config import TrainConfig
-from muracli.training.distributed import World
 
 
 @dataclass
@@ -32,46 +32,8 @@ class TrainData:
     prepared: bool = False  # the loader's batches are already augmented and normalised model input
 
 
-def open_or_build_cache(
-    *,
-    data: str | Path | None = None,
-    cache: str | Path | None = None,
-    size: int,
-    fit: str = "pad",
-    world: World = World(),
-    progress: ProgressFn | None = None,
-):
-    """The cache at ``cache``, else the one for (``data``, ``size``, ``fit``), built if missing.
-
-    Under DDP only rank 0 builds; the others wait at a barrier and then open it.
-    """
-    from muracli.data.cache import build_cache, default_cache_dir, open_cache
-
-    if cache:
-        opened = open_cache(Path(cache))
-        if opened.size != size:
-            raise ConfigError(
-                f"the cache at {cache} holds {opened.size} px images but {size} px are needed",
-                f"omit --image-size to use the cache's size, or run `mura preprocess --size {size}`",
-            )
-        return opened
-    from muracli.data.layout import read_layout
-
-    layout = read_layout(data)
-    path = default_cache_dir(layout, size, fit)
-    if world.is_main:
-        try:
-            opened = open_cache(path)
-        except DataError:
-            opened = build_cache(layout=layout, size=size, fit=fit, out=path, progress=progress)
-    distributed.barrier(world)
-    if not world.is_main:
-        opened = open_cache(path)
-    return opened
-
-
 def load_train_data(config: TrainConfig, world: World, device: torch.device, progress: ProgressFn | None = None) -> TrainData:
-    from muracli.data.datasets import image_loader
+    from muracli.batches.datasets import image_loader
 
     cache = open_or_build_cache(
         data=config.data, cache=config.cache, size=config.image_size, fit=config.fit, world=world, progress=progress
@@ -83,7 +45,7 @@ def load_train_data(config: TrainConfig, world: World, device: torch.device, pro
             "training needs both splits; check `mura stats` for the dataset",
         )
     if config.study_model:
-        from muracli.data.datasets import study_loader
+        from muracli.batches.datasets import study_loader
 
         workers = config.workers if config.workers is not None else (0 if device.type == "cpu" else min(8, _cpus()))
         # --batch-size counts studies here: each brings up to --max-views images.
@@ -94,9 +56,9 @@ def load_train_data(config: TrainConfig, world: World, device: torch.device, pro
         )
         prepared = False
     else:
-        from muracli.data.datasets import LoaderPrepare
+        from muracli.batches.datasets import LoaderPrepare
 
-        # Loader threads, not processes (see muracli.data.loader). On the CPU
+        # Loader threads, not processes (see muracli.batches.loader). On the CPU
         # they also augment and normalise, one compiled pass per image, seeded
         # per batch; one thread keeps the next batch ready while the model
         # uses torch's threads. On CUDA they only read uint8 batches into

@@ -22,18 +22,18 @@ import torch
 import torch.nn as nn
 
 from muracli import __version__
-from muracli.data.augment import GREY_MEAN, GREY_STD
+from muracli.batches.augment import GREY_MEAN, GREY_STD
 from muracli.errors import ConfigError, TrainingInterrupted
 from muracli.progress import ProgressFn, silent
-from muracli.training import distributed
-from muracli.training.checkpoint import load_checkpoint, save_checkpoint
+from muracli.runtime import distributed
+from muracli.runtime.checkpoint import load_checkpoint, save_checkpoint
+from muracli.runtime.devices import Precision, choose_precision, select_device
+from muracli.runtime.distributed import World
+from muracli.runtime.rundir import RunDir, default_run_dir, record_latest
 from muracli.training.config import TrainConfig
 from muracli.training.data import TrainData, load_train_data
-from muracli.training.devices import Precision, choose_precision, select_device
-from muracli.training.distributed import World
 from muracli.training.interrupt import StopFlag
 from muracli.training.optim import Schedule, build_optimizer, current_lr
-from muracli.training.rundir import RunDir, default_run_dir, record_latest
 from muracli.training.step import train_step
 from muracli.training.validate import validate
 
@@ -248,8 +248,8 @@ def _train_one_epoch(
     model, data: TrainData, state: Progress, epoch: int, optimizer, schedule, scaler, loss_fn,
     precision: Precision, augment, augment_rng, channels_last, device, world, stop: StopFlag, progress,
 ) -> None:
-    from muracli.data.augment import prepare_batch
-    from muracli.evaluation.inference import study_inputs
+    from muracli.batches.augment import prepare_batch
+    from muracli.runtime.inference import study_inputs
 
     model.train()
     data.sampler.set_epoch(epoch)
@@ -416,7 +416,7 @@ def _epoch_line(row: dict[str, Any]) -> str:
 
 
 def _draw_curves(run: RunDir, history: list[dict[str, Any]]) -> None:
-    from muracli.evaluation.plots import curves_png
+    from muracli.metrics.plots import curves_png
 
     try:
         curves_png(history, run.curves_path)

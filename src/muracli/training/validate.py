@@ -7,12 +7,12 @@ from typing import Any
 
 import torch
 
-from muracli.data.augment import GREY_MEAN, GREY_STD
-from muracli.evaluation.aggregate import aggregate_studies
-from muracli.evaluation.inference import image_losses, image_probabilities, study_probabilities
-from muracli.evaluation.metrics import binary_metrics
-from muracli.training.devices import Precision
-from muracli.training.distributed import World
+from muracli.batches.augment import GREY_MEAN, GREY_STD
+from muracli.metrics.aggregate import aggregate_studies
+from muracli.metrics.binary import binary_metrics
+from muracli.runtime.devices import Precision
+from muracli.runtime.distributed import World
+from muracli.runtime.inference import image_losses, image_probabilities, study_probabilities
 
 
 def validate(

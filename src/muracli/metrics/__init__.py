@@ -1,0 +1,41 @@
+"""Study-level evaluation: aggregation of image probabilities, metrics,
+bootstrap intervals, the metrics.json report and its figures.
+
+Pure functions on tables and arrays; no model code. Importing this package
+loads numpy only - pandas, scikit-learn and matplotlib are imported by the
+functions that need them.
+"""
+
+from muracli.metrics.aggregate import (
+    METHODS,
+    STUDY_COLUMNS,
+    aggregate_studies,
+    body_part_of,
+    decision_threshold,
+    predict_labels,
+)
+from muracli.metrics.binary import METRICS, SCORES, binary_metrics
+from muracli.metrics.bootstrap import bootstrap_distribution, bootstrap_intervals, resample_indices
+from muracli.metrics.plots import confusion_png, curves_png, roc_curve_png
+from muracli.metrics.report import evaluation_report, jsonable, study_predictions
+
+__all__ = [
+    "METHODS",
+    "METRICS",
+    "SCORES",
+    "STUDY_COLUMNS",
+    "aggregate_studies",
+    "binary_metrics",
+    "body_part_of",
+    "bootstrap_distribution",
+    "bootstrap_intervals",
+    "confusion_png",
+    "curves_png",
+    "decision_threshold",
+    "evaluation_report",
+    "jsonable",
+    "predict_labels",
+    "resample_indices",
+    "roc_curve_png",
+    "study_predictions",
+]
