@@ -59,6 +59,7 @@ from muracli.data.decode import JUNK_NAMES, MAX_PIXELS, read_greyscale
 from muracli.data.fit import FITS, RESAMPLE, fit_square
 from muracli.errors import ConfigError, DataError, ImageReadError, MuraError
 from muracli.files import fsync_dir, write_atomic
+from muracli.machine import usable_cores
 
 if TYPE_CHECKING:
     from muracli.data.layout import MuraLayout
@@ -440,7 +441,7 @@ def _run_chunks(plan: _Plan, staging: Path, workers: int | None, progress: "Prog
 
     if not jobs:
         return
-    n_workers = min(available_cores() if workers is None else workers, len(jobs))
+    n_workers = min(usable_cores() if workers is None else workers, len(jobs))
     if n_workers == 0 or (workers is None and n_workers == 1):  # one chunk: a pool only adds start-up time
         try:
             for job in jobs:
@@ -515,15 +516,6 @@ def _mp_context():
         ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
         return ctx
     return multiprocessing.get_context("spawn")
-
-
-def available_cores() -> int:
-    """CPUs this process may use (respects affinity masks and cgroup-limited CPU sets)."""
-    if hasattr(os, "process_cpu_count"):
-        return os.process_cpu_count() or 1
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
 
 
 # --------------------------------------------------------------- finalisation

@@ -27,7 +27,6 @@ are each view scored as a one-view study.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +41,7 @@ from muracli.batches.augment import prepare_batch
 from muracli.data.decode import read_greyscale
 from muracli.data.fit import fit_square
 from muracli.errors import ConfigError, ImageReadError
+from muracli.machine import usable_cores
 from muracli.metrics.aggregate import check_method, decision_threshold
 from muracli.predict.cam import CamWriter
 from muracli.predict.discover import Study
@@ -163,7 +163,7 @@ def predict_studies(
     else:
         check_method(loaded.aggregate)
         cut = decision_threshold(loaded.aggregate, loaded.threshold)
-    threads = decode_threads if decode_threads is not None else min(4, os.cpu_count() or 1)
+    threads = decode_threads if decode_threads is not None else min(4, usable_cores())
     # Checks above run at call time; the stream below runs as the caller iterates.
     return _stream(loaded, studies, cut, batch_images, tta, cam, precision or Precision(None), threads, progress)
 

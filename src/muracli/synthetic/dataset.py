@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
-import os
 import shutil
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from PIL import Image
 
 from muracli.data.layout import BODY_PARTS, ROOT_NAME, SPLITS
 from muracli.errors import ConfigError, DataError
+from muracli.machine import usable_cores
 from muracli.progress import ProgressFn
 from muracli.synthetic.plan import StudyPlan, check_arguments, plan_studies
 
@@ -107,7 +107,7 @@ def generate_synthetic(
 
     plans = plan_studies(studies, seed=seed, difficulty=difficulty, valid_fraction=valid_fraction,
                          visibility=visibility)
-    n_workers = workers or _cpu_count()
+    n_workers = workers or usable_cores()
     chunks = [plans[i:i + STUDIES_PER_TASK] for i in range(0, len(plans), STUDIES_PER_TASK)]
     n_workers = max(1, min(n_workers, len(chunks)))
     created = not dest.exists()
@@ -138,13 +138,6 @@ def generate_synthetic(
         raise
     return _summarise(final, plans, rows, seed, difficulty, max_side, time.perf_counter() - started, n_workers,
                       summary_files)
-
-
-def _cpu_count() -> int:
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # not on Linux
-        return max(os.cpu_count() or 1, 1)
 
 
 def _render_chunks(chunks, partial: Path, seed: int, difficulty: str, max_side: int, workers: int):

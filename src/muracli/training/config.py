@@ -18,6 +18,12 @@ AGGREGATES = ("mean", "max", "vote")
 FITS = ("pad", "stretch", "crop")
 VIEW_POOLS = ("mean", "max", "attention")
 
+#: Options that change how a run executes but not what it learns: a finished run
+#: whose config differs from another only in these is the same experiment.
+EXECUTION_FIELDS = frozenset({"out", "data", "cache", "device", "workers", "eval_batch_images", "compile"})
+#: What ``--resume`` may change: how the rest of the run executes, and how long it goes on.
+RESUMABLE_FIELDS = frozenset({"epochs", "early_stop"} | (EXECUTION_FIELDS - {"out", "data", "cache"}))
+
 
 @dataclass
 class TrainConfig:

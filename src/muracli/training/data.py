@@ -10,6 +10,7 @@ import torch
 from muracli.batches.augment import GREY_MEAN, GREY_STD, AugmentConfig
 from muracli.batches.sampler import mix_seed
 from muracli.errors import DataError
+from muracli.machine import usable_cores
 from muracli.progress import ProgressFn
 from muracli.runtime.caches import open_or_build_cache
 from muracli.runtime.distributed import World
@@ -47,7 +48,7 @@ def load_train_data(config: TrainConfig, world: World, device: torch.device, pro
     if config.study_model:
         from muracli.batches.datasets import study_loader
 
-        workers = config.workers if config.workers is not None else (0 if device.type == "cpu" else min(8, _cpus()))
+        workers = config.workers if config.workers is not None else (0 if device.type == "cpu" else min(8, usable_cores()))
         # --batch-size counts studies here: each brings up to --max-views images.
         loader, sampler = study_loader(
             train, batch_size=config.batch_size, shuffle=True, seed=config.seed, max_views=config.max_views,
@@ -63,7 +64,7 @@ def load_train_data(config: TrainConfig, world: World, device: torch.device, pro
         # per batch; one thread keeps the next batch ready while the model
         # uses torch's threads. On CUDA they only read uint8 batches into
         # pinned memory and the GPU augments.
-        workers = config.workers if config.workers is not None else (1 if device.type == "cpu" else min(4, _cpus()))
+        workers = config.workers if config.workers is not None else (1 if device.type == "cpu" else min(4, usable_cores()))
         prepared = device.type == "cpu"
         prepare = None
         if prepared:
@@ -101,8 +102,3 @@ def mura_class_weights(index) -> torch.Tensor:
     total = max(1, abnormal + normal)
     return torch.tensor([abnormal / total, normal / total], dtype=torch.float32)
 
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
