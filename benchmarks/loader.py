@@ -1,6 +1,6 @@
 """Training-batch throughput: mura's cache path against the PIL-per-image pipeline.
 
-SPEC §5: the training data path (cache + batched augmentation) must deliver
+The README promises that the training data path (cache + batched augmentation) must deliver
 images at least 15x faster than the usual PIL-per-image pipeline with the
 same DataLoader workers. Both sides deliver normalised, augmented float
 batches of the same size, from the same synthetic dataset's train split:

@@ -1,6 +1,6 @@
 """Training throughput and peak memory: mura's training loop against a plain PyTorch loop.
 
-SPEC §5 asks for training images/s and peak memory. For each ``--models``
+Training images/s and peak memory, as the README reports them. For each ``--models``
 entry (``name@size``) two loops train the same architecture (``build_model``
 of the same ``ModelSpec``, same seed), batch size, input shape and optimiser
 (Adam, lr 1e-3):

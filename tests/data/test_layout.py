@@ -1,4 +1,4 @@
-"""Parsing and validating MURA's CSV layout (SPEC §1.1)."""
+"""Parsing and validating MURA's CSV layout."""
 
 from __future__ import annotations
 

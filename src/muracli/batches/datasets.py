@@ -1,4 +1,4 @@
-"""Datasets over the preprocessed cache (SPEC §3.1).
+"""Datasets over the preprocessed cache.
 
 The cache holds each split's pixels as one uint8 ``N x S x S`` array,
 memory-mapped read-only, so DataLoader workers share the page cache instead

@@ -1,4 +1,4 @@
-"""Training batches from the cache, made on threads (SPEC §5).
+"""Training batches from the cache, made on threads.
 
 A DataLoader's worker processes exist to run Python decoding in parallel.
 Reading the cache is a memory copy, and ``LoaderPrepare`` augments a batch

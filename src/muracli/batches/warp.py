@@ -1,4 +1,4 @@
-"""The CPU training batch in one compiled pass per image (SPEC §4, §5).
+"""The CPU training batch in one compiled pass per image.
 
 ``apply_params`` builds a batch out of whole-tensor torch operations: copy
 to float, build a sampling grid, ``grid_sample``, then jitter and

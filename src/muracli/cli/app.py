@@ -2,7 +2,7 @@
 
 Each command lives in its own module under ``muracli.cli`` and imports
 torch, pandas and friends inside its body, so ``mura --help`` and shell
-completion stay instant (SPEC §5).
+completion stay instant.
 """
 
 from __future__ import annotations

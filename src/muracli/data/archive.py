@@ -1,4 +1,4 @@
-"""Safe extraction of the MURA zip (SPEC §2 `mura download --archive`, §6).
+"""Safe extraction of the MURA zip (`mura download --archive`).
 
 A zip is untrusted input: a member may name ``../../.bashrc``, an absolute
 path, or a symbolic link through which a later member escapes. So the whole

@@ -1,4 +1,4 @@
-"""The preprocessed cache (SPEC §3.1): decode and resize once, read every epoch.
+"""The preprocessed cache: decode and resize once, read every epoch.
 
 One folder per (dataset fingerprint, size, fit), by default
 ``<data>/mura-cache/<size>px-<fit>-<fingerprint[:12]>/``::

@@ -1,4 +1,4 @@
-"""Resumable HTTP(S) download with SHA-256 verification (SPEC §2 `mura download --url`, §6).
+"""Resumable HTTP(S) download with SHA-256 verification (`mura download --url`).
 
 MURA is one ~3 GB zip behind a signed link, so a download must survive a
 dropped connection and a Ctrl-C without starting over:

@@ -1,4 +1,4 @@
-"""The study-level evaluation of a split: metrics.json and predictions.csv (SPEC §3.3).
+"""The study-level evaluation of a split: metrics.json and predictions.csv (see the README's file formats).
 
 ``evaluation_report`` turns one row per image (study, body_part, label,
 probability) into plain, JSON-ready data: the metrics over all studies, per

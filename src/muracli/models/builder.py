@@ -7,7 +7,7 @@ per model file):
 1. build torchvision's model and, for pretrained weights, load the full
    1000-class ImageNet state dict into it first;
 2. swap the first 3-channel convolution for one with ``in_channels`` inputs;
-   pretrained RGB weights are summed for greyscale (SPEC §4), which is what
+   pretrained RGB weights are summed for greyscale, which is what
    the network computed for a grey image copied into three channels;
 3. replace the last Linear of ``fc`` / ``classifier`` / ``head`` / ``heads``
    by Identity (for VGG16 the 4096-d fc layers stay) and the dropout right

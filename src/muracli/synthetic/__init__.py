@@ -1,6 +1,6 @@
 """Synthetic MURA: a dataset with MURA v1.1's exact layout whose images look like radiographs.
 
-The real MURA needs a licence; this package writes a stand-in (SPEC §1.2) so
+The real MURA needs a licence; this package writes a stand-in so
 the whole pipeline can be tried, tested and benchmarked without it:
 
 * ``plan``: which studies exist (splits, patients, labels, views, findings), cheaply;
