@@ -81,15 +81,15 @@ _mura() {
         train)
             case "$prev" in
                 --data|--cache|--weights|--out|--resume) _mura_complete_path -f; return 0 ;;
-                --model|-m|--epochs|--batch-size|--image-size|--lr|--weight-decay|--dropout|--warmup-epochs|--rotate|--workers|--seed|--early-stop|--max-views) return 0 ;;  # a value of your own: nothing to suggest
+                --image-size|--model|-m|--dropout|--max-views|--epochs|--batch-size|--lr|--weight-decay|--warmup-epochs|--rotate|--early-stop|--workers|--seed) return 0 ;;  # a value of your own: nothing to suggest
                 --fit) COMPREPLY=($(compgen -W "pad stretch crop" -- "$cur")); return 0 ;;
+                --init) COMPREPLY=($(compgen -W "kaiming xavier" -- "$cur")); return 0 ;;
+                --view-pool) COMPREPLY=($(compgen -W "mean max attention" -- "$cur")); return 0 ;;
                 --optimizer) COMPREPLY=($(compgen -W "sgd rmsprop adam adamw" -- "$cur")); return 0 ;;
                 --schedule) COMPREPLY=($(compgen -W "plateau cosine none" -- "$cur")); return 0 ;;
-                --init) COMPREPLY=($(compgen -W "kaiming xavier" -- "$cur")); return 0 ;;
                 --aggregate) COMPREPLY=($(compgen -W "mean max vote" -- "$cur")); return 0 ;;
-                --view-pool) COMPREPLY=($(compgen -W "mean max attention" -- "$cur")); return 0 ;;
             esac
-            opts="--data --cache --model -m --gpu --cpu --epochs --batch-size --image-size --fit --lr --optimizer --weight-decay --dropout --schedule --warmup-epochs --augment --no-augment --rotate --pretrained --no-pretrained --weights --freeze-backbone --init --class-weights --no-class-weights --balanced --no-balanced --amp --no-amp --compile --workers --seed --early-stop --aggregate --study-model --view-pool --max-views --out --resume --json -h --help"
+            opts="--data --cache --image-size --fit --model -m --pretrained --no-pretrained --weights --freeze-backbone --dropout --init --study-model --view-pool --max-views --epochs --batch-size --lr --optimizer --weight-decay --schedule --warmup-epochs --class-weights --no-class-weights --balanced --no-balanced --augment --no-augment --rotate --early-stop --aggregate --gpu --cpu --amp --no-amp --compile --workers --seed --out --resume --json -h --help"
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return 0

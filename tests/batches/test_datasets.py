@@ -279,11 +279,24 @@ def test_balanced_sampling_draws_classes_about_equally():
         EpochSampler(1000, 50, balanced=True)
 
 
-def test_balanced_loader(split):
-    sp, _ = split
-    loader, sampler = image_loader(sp, batch_size=4, shuffle=True, seed=0, balanced=True)
-    labels = torch.cat([y for _, y in loader])
-    assert len(labels) == len(sp.index)
+def test_balanced_loader_draws_both_classes_equally_often(tmp_path):
+    # 8 of the 30 images are abnormal (studies 0, 4, 8, 12); plain shuffling keeps that share
+    sp, _ = make_split(tmp_path, [3, 1, 2, 4, 1, 1, 2, 3, 2, 1, 5, 1, 2, 2], abnormal_every=4)
+    share = float(sp.index["label"].mean())
+    assert share == pytest.approx(8 / 30)
+
+    def abnormal_share(balanced: bool, epochs: int = 50) -> float:
+        loader, sampler = image_loader(sp, batch_size=4, shuffle=True, seed=0, balanced=balanced)
+        labels = []
+        for epoch in range(epochs):
+            sampler.set_epoch(epoch)
+            epoch_labels = torch.cat([y for _, y in loader])
+            assert len(epoch_labels) == len(sp.index)  # an epoch is as long either way
+            labels.append(epoch_labels)
+        return float(torch.cat(labels).float().mean())
+
+    assert abnormal_share(balanced=False) == pytest.approx(share)
+    assert abnormal_share(balanced=True) == pytest.approx(0.5, abs=0.06)  # 1,500 draws: sd 0.013
 
 
 # Studies -----------------------------------------------------------------------------------------

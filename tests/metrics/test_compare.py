@@ -1,4 +1,4 @@
-"""Reading run directories into rows (evaluation.compare)."""
+"""Reading run directories into rows (metrics.compare)."""
 
 from __future__ import annotations
 

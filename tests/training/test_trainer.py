@@ -113,6 +113,29 @@ def test_early_stopping_on_kappa(synthetic_cache, tmp_path):
 def test_every_optimizer_trains(synthetic_cache, tmp_path, optimizer):
     result = train(small_config(synthetic_cache, tmp_path / optimizer, epochs=1, optimizer=optimizer, class_weights=True, balanced_sampling=True))
     assert result.epochs == 1 and (result.run_dir / "best.pt").is_file()
+    # the optimiser that ran is the one asked for: last.pt holds its state and hyper-parameters
+    saved = load_checkpoint(result.run_dir / "last.pt")["optimizer"]
+    group = saved["param_groups"][0]
+    expected = {"sgd": {"nesterov": True, "momentum": 0.9}, "rmsprop": {"alpha": 0.99, "momentum": 0.9},
+                "adamw": {"betas": (0.9, 0.999), "weight_decay": 0.0}}[optimizer]
+    for key, value in expected.items():
+        assert group[key] == (list(value) if isinstance(value, tuple) and isinstance(group[key], list) else value), key
+    state = next(iter(saved["state"].values()))
+    assert ("momentum_buffer" in state) == (optimizer in ("sgd", "rmsprop"))  # both with momentum 0.9
+    assert ("square_avg" in state) == (optimizer == "rmsprop")
+    assert ("exp_avg" in state) == (optimizer == "adamw")
+
+
+def test_an_unknown_optimizer_is_refused(synthetic_cache, tmp_path):
+    from muracli.errors import ConfigError
+    from muracli.models import ModelSpec, build_model
+    from muracli.training.optim import build_optimizer
+
+    model = build_model(ModelSpec(name="cnn", in_channels=1, num_classes=2))
+    with pytest.raises(ConfigError, match="unknown optimizer 'lamb'"):
+        build_optimizer(model.parameters(), small_config(synthetic_cache, tmp_path, optimizer="lamb"))
+    with pytest.raises(ConfigError, match="unknown optimizer 'lamb'"):
+        small_config(synthetic_cache, tmp_path, optimizer="lamb").validate()
 
 
 def test_an_existing_run_directory_is_not_overwritten(synthetic_cache, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -10,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from muracli.cli import console
-from muracli.cli.options import examples
+from muracli.cli.options import SortKey, examples
 
 if TYPE_CHECKING:
     from muracli.metrics.compare import RunSummary
@@ -27,14 +26,6 @@ EXAMPLES = examples(
   mura compare runs/ --json
 """
 )
-
-
-class SortKey(str, Enum):
-    kappa = "kappa"
-    auc = "auc"
-    name = "name"
-    time = "time"
-    image_size = "image_size"
 
 
 def register(app: typer.Typer) -> None:

@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
 
 
 def download(
-    synthetic: Annotated[bool, typer.Option("--synthetic", help="Generate a synthetic MURA (SPEC §1.2).")] = False,
+    synthetic: Annotated[bool, typer.Option("--synthetic", help="Generate a synthetic MURA: the real layout, radiograph-like images, known findings.")] = False,
     archive: Annotated[
         Optional[Path], typer.Option("--archive", help="Extract a MURA zip you downloaded (MURA-v1.1.zip).")
     ] = None,

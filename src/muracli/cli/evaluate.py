@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -10,7 +9,8 @@ import typer
 from rich.markup import escape
 
 from muracli.cli import console
-from muracli.cli.options import Aggregate, DataOption, examples
+from muracli.choices import METRICS
+from muracli.cli.options import Aggregate, DataOption, Split, choice_enum, examples
 
 if TYPE_CHECKING:
     from muracli.evaluation.evaluate import Evaluation
@@ -29,19 +29,7 @@ EXAMPLES = examples(
 )
 
 
-class Split(str, Enum):
-    train = "train"
-    valid = "valid"
-
-
-class Metric(str, Enum):
-    kappa = "kappa"
-    auc = "auc"
-    accuracy = "accuracy"
-    f1 = "f1"
-    sensitivity = "sensitivity"
-    specificity = "specificity"
-    all = "all"
+Metric = choice_enum("Metric", (*METRICS, "all"))
 
 
 TABLE_METRICS = ["kappa", "auc", "accuracy", "sensitivity", "specificity", "f1"]

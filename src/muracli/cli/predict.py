@@ -124,9 +124,10 @@ def predict(
 
 def _write_csv(records: list[dict[str, Any]], path: Path | None) -> None:
     import csv
-    import os
+    import io
 
     from muracli.errors import DataError
+    from muracli.files import atomic_output
     from muracli.predict.output import CSV_COLUMNS, csv_row
 
     if path is None:
@@ -135,15 +136,14 @@ def _write_csv(records: list[dict[str, Any]], path: Path | None) -> None:
         writer.writerows(csv_row(r) for r in records)
         sys.stdout.flush()
         return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("w", newline="", encoding="utf-8") as handle:
+        with atomic_output(path) as raw:
+            handle = io.TextIOWrapper(raw, encoding="utf-8", newline="")
             writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
             writer.writeheader()
             writer.writerows(csv_row(r) for r in records)
-        os.replace(tmp, path)
+            handle.detach()  # flushes; atomic_output syncs, closes and renames the file itself
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DataError(f"cannot write {path}: {exc.strerror or exc}", "check the folder's permissions and free space") from exc
 
 

@@ -56,7 +56,8 @@ from muracli.data.cache import (
     open_cache,
 )
 from muracli.data.decode import JUNK_NAMES, MAX_PIXELS, read_greyscale
-from muracli.data.fit import FITS, RESAMPLE, fit_square
+from muracli.choices import FITS, check_choice
+from muracli.data.fit import RESAMPLE, fit_square
 from muracli.errors import ConfigError, DataError, ImageReadError, MuraError
 from muracli.files import fsync_dir, write_atomic
 from muracli.machine import usable_cores
@@ -210,8 +211,7 @@ def build_cache(
 
 
 def _check_options(size: int, fit: str, workers: int | None) -> tuple[int, str]:
-    if fit not in FITS:
-        raise ConfigError(f"unknown fit {fit!r}", f"use one of {', '.join(FITS)}")
+    check_choice(fit, FITS, "fit")
     try:
         size = operator.index(size)  # int, numpy integers; not 320.0
     except TypeError:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from muracli.choices import FITS, check_choice
 from muracli.errors import ConfigError
 
-FITS = ("pad", "stretch", "crop")
 RESAMPLE = "bilinear"  # recorded in the cache manifest
 
 
@@ -26,8 +26,7 @@ def fit_square(img: np.ndarray, size: int, fit: str) -> np.ndarray:
     * ``stretch``: resize both sides to ``size`` (the MURA paper's choice).
     * ``crop``: the shortest side becomes ``size``; the centre is kept.
     """
-    if fit not in FITS:
-        raise ConfigError(f"unknown fit {fit!r}", f"use one of {', '.join(FITS)}")
+    check_choice(fit, FITS, "fit")
     size = int(size)
     if size < 1:
         raise ConfigError(f"size must be at least 1, got {size}")

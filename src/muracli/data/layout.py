@@ -1,4 +1,4 @@
-"""Read and validate a MURA v1.1 tree (SPEC §1.1).
+"""Read and validate a MURA v1.1 tree.
 
 MURA ships four header-less CSVs beside its ``train/`` and ``valid/`` folders:
 
@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from muracli.choices import SPLITS
 from muracli.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
 
 ROOT_NAME = "MURA-v1.1"
-SPLITS = ("train", "valid")
 BODY_PARTS = (
     "XR_ELBOW",
     "XR_FINGER",

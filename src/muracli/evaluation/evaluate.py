@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from muracli.choices import SPLITS, check_choice
 from muracli.errors import ConfigError, DataError
 from muracli.files import write_atomic
 from muracli.progress import ProgressFn
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
 
     from muracli.runtime.checkpoint import LoadedModel
     from muracli.runtime.devices import Precision
-
-SPLITS = ("train", "valid")
 
 #: The files ``write_outputs`` puts in the output folder, by role.
 OUTPUT_FILES = {
@@ -105,38 +104,16 @@ def evaluate_run(
     bounds the images per forward pass. ``bootstrap`` > 0 adds 95% (``level``)
     percentile intervals over studies, reproducible for a ``seed``.
     """
-    from muracli.metrics.aggregate import check_method
-    from muracli.metrics.binary import check_threshold
-    from muracli.metrics.bootstrap import check_bootstrap
-
     started = time.monotonic()
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split {split!r}", f"choose one of: {', '.join(SPLITS)}")
-    if batch_images < 1:
-        raise ConfigError(f"--batch-images must be at least 1, got {batch_images}")
-    if bootstrap:
-        check_bootstrap(bootstrap, level)
-    if aggregate is not None:
-        check_method(aggregate)
-    if threshold is not None:
-        check_threshold(threshold)
+    _check_options(split=split, batch_images=batch_images, bootstrap=bootstrap, level=level, aggregate=aggregate,
+                   threshold=threshold)
 
     from muracli.runtime.checkpoint import load_model
     from muracli.runtime.devices import choose_precision, select_device
 
     torch_device = select_device(device)
     loaded = load_model(target, torch_device)
-    threshold = check_threshold(loaded.threshold if threshold is None else threshold)
-    if loaded.study_model:
-        if aggregate is not None:
-            raise ConfigError(
-                f"{loaded.path} holds a study model, which pools its views itself: --aggregate does not apply",
-                "leave --aggregate out (or evaluate a per-image run to compare mean, max and vote)",
-            )
-        aggregate = loaded.aggregate
-    else:
-        aggregate = aggregate or loaded.aggregate
-        check_method(aggregate)
+    aggregate, threshold = _decision_rule(loaded, aggregate, threshold)
 
     notes: list[str] = []
     from muracli.runtime.caches import locate_cache
@@ -160,17 +137,9 @@ def evaluate_run(
     report, studies = _report(scores, split=split, aggregate=aggregate, threshold=threshold,
                               bootstrap=bootstrap, seed=seed, level=level)
     report.update(
-        {
-            "checkpoint": os.path.abspath(loaded.path),
-            "model": loaded.model_name,
-            "study_model": loaded.study_model,
-            "epoch": _epoch_of(loaded),
-            "image_size": loaded.image_size,
-            "fit": loaded.fit,
-            "cache": os.path.abspath(opened.path),
-            "data_fingerprint": opened.fingerprint,
-            "device": str(torch_device),
-        }
+        checkpoint=os.path.abspath(loaded.path), model=loaded.model_name, study_model=loaded.study_model,
+        epoch=_epoch_of(loaded), image_size=loaded.image_size, fit=loaded.fit, cache=os.path.abspath(opened.path),
+        data_fingerprint=opened.fingerprint, device=str(torch_device),
     )
     evaluation = Evaluation(
         report=report,
@@ -188,6 +157,40 @@ def evaluate_run(
         evaluation.files = write_outputs(evaluation, out)
     evaluation.seconds = time.monotonic() - started
     return evaluation
+
+
+def _check_options(*, split: str, batch_images: int, bootstrap: int, level: float, aggregate: str | None,
+                   threshold: float | None) -> None:
+    """The cheap checks, before a model is loaded: a typo fails at once."""
+    from muracli.metrics.aggregate import check_method
+    from muracli.metrics.binary import check_threshold
+    from muracli.metrics.bootstrap import check_bootstrap
+
+    check_choice(split, SPLITS, "split")
+    if batch_images < 1:
+        raise ConfigError(f"--batch-images must be at least 1, got {batch_images}")
+    if bootstrap:
+        check_bootstrap(bootstrap, level)
+    if aggregate is not None:
+        check_method(aggregate)
+    if threshold is not None:
+        check_threshold(threshold)
+
+
+def _decision_rule(loaded: "LoadedModel", aggregate: str | None, threshold: float | None) -> tuple[str, float]:
+    """The aggregation and threshold to evaluate with: those asked for, else the checkpoint's own."""
+    from muracli.metrics.aggregate import check_method
+    from muracli.metrics.binary import check_threshold
+
+    threshold = check_threshold(loaded.threshold if threshold is None else threshold)
+    if loaded.study_model:
+        if aggregate is not None:
+            raise ConfigError(
+                f"{loaded.path} holds a study model, which pools its views itself: --aggregate does not apply",
+                "leave --aggregate out (or evaluate a per-image run to compare mean, max and vote)",
+            )
+        return loaded.aggregate, threshold
+    return check_method(aggregate or loaded.aggregate), threshold
 
 
 def score_split(

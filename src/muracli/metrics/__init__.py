@@ -14,7 +14,8 @@ from muracli.metrics.aggregate import (
     decision_threshold,
     predict_labels,
 )
-from muracli.metrics.binary import METRICS, SCORES, binary_metrics
+from muracli.choices import METRICS
+from muracli.metrics.binary import SCORES, binary_metrics
 from muracli.metrics.bootstrap import bootstrap_distribution, bootstrap_intervals, resample_indices
 from muracli.metrics.plots import confusion_png, curves_png, roc_curve_png
 from muracli.metrics.report import evaluation_report, jsonable, study_predictions

@@ -2,7 +2,7 @@
 
 MURA labels studies, not images, and a finding can be visible in some views
 of a study and not in others, so evaluation happens at study level. Three
-ways to combine the views of a study (SPEC §4):
+ways to combine the views of a study:
 
 ``mean``
     the arithmetic mean of the image probabilities (the MURA paper).
@@ -31,18 +31,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from muracli.errors import ConfigError, DataError
+from muracli.choices import AGGREGATES as METHODS
+from muracli.choices import check_choice
+from muracli.errors import DataError
 from muracli.metrics.binary import as_labels, as_probabilities, check_threshold
 
 if TYPE_CHECKING:
     import pandas as pd
 
-METHODS = ("mean", "max", "vote")
 
 #: The study decision threshold of ``vote``: abnormal when at least half the views vote abnormal.
 VOTE_FRACTION = 0.5
 
-#: Columns of ``aggregate_studies`` (and of predictions.csv, SPEC §3.3).
+#: Columns of ``aggregate_studies`` (and of predictions.csv).
 STUDY_COLUMNS = ["study", "body_part", "label", "probability", "prediction", "n_images"]
 
 UNKNOWN_BODY_PART = "unknown"
@@ -50,9 +51,7 @@ _BODY_PART_RE = re.compile(r"XR_[A-Z]+")
 
 
 def check_method(method: str) -> str:
-    if method not in METHODS:
-        raise ConfigError(f"unknown aggregation {method!r}", f"choose one of: {', '.join(METHODS)}")
-    return method
+    return check_choice(method, METHODS, "aggregation")
 
 
 def decision_threshold(method: str, threshold: float = 0.5) -> float:
@@ -67,6 +66,24 @@ def predict_labels(probabilities: Any, threshold: float = 0.5, method: str = "me
     abnormal (1) when the probability is ``>= decision_threshold(method, threshold)``."""
     p = as_probabilities(probabilities)
     return (p >= decision_threshold(method, threshold)).astype(np.int64)
+
+
+def study_probability(probabilities: Any, method: str = "mean", threshold: float = 0.5) -> float:
+    """One study's probability from its views' probabilities (the module docstring's rule),
+    as ``aggregate_studies`` computes it for every study of a table."""
+    p = as_probabilities(probabilities)
+    if p.size == 0:
+        raise DataError("a study needs at least one image probability")
+    values, reduce = _view_values(p, method, threshold)
+    return float(getattr(values, reduce)())
+
+
+def _view_values(probabilities: np.ndarray, method: str, threshold: float) -> tuple[np.ndarray, str]:
+    """The rule of each method: what is taken of each view, and how it is reduced over a study
+    (``"mean"`` or ``"max"``, which numpy arrays and pandas groups both understand)."""
+    if check_method(method) == "vote":
+        return (probabilities >= threshold).astype(np.float64), "mean"
+    return probabilities, method
 
 
 def body_part_of(study: str) -> str:
@@ -125,13 +142,8 @@ def aggregate_studies(images: "pd.DataFrame", method: str = "mean", threshold: f
                 "a study has one label and one body part; check the image table",
             )
 
-    if method == "mean":
-        probability = groups["probability"].mean()
-    elif method == "max":
-        probability = groups["probability"].max()
-    else:
-        votes = (frame["probability"] >= threshold).astype(np.float64)
-        probability = votes.groupby(frame["study"], sort=False).mean()
+    values, reduce = _view_values(frame["probability"].to_numpy(), method, threshold)
+    probability = pd.Series(values, index=frame.index).groupby(frame["study"], sort=False).agg(reduce)
 
     result = pd.DataFrame(
         {

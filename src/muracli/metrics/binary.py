@@ -31,8 +31,6 @@ import numpy as np
 
 from muracli.errors import ConfigError, DataError
 
-#: The metrics a user can ask for (``mura evaluate --metric``), in display order.
-METRICS = ("kappa", "auc", "accuracy", "f1", "sensitivity", "specificity")
 
 #: Every score ``binary_metrics`` returns (the counts come after these).
 SCORES = ("kappa", "auc", "accuracy", "sensitivity", "specificity", "precision", "f1")

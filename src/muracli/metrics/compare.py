@@ -18,10 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from muracli.choices import SORT_KEYS
 from muracli.errors import DataError, MuraError
 
-#: ``--sort`` keys: kappa and auc best first, name alphabetical, time and image size smallest first.
-SORT_KEYS = ("kappa", "auc", "name", "time", "image_size")
 
 _RUN_FILES = ("config.json", "metrics.csv", "best.pt", "last.pt")
 

@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from muracli.choices import CLASS_NAMES
 from muracli.errors import DataError
 from muracli.metrics.binary import as_labels, as_probabilities, check_threshold, confusion_counts, roc_auc
 
@@ -25,7 +26,6 @@ DPI = 100
 ROC_SIZE = (600, 600)
 CONFUSION_SIZE = (500, 450)
 CURVES_SIZE = (1100, 420)
-CLASS_NAMES = ("normal", "abnormal")
 
 
 def _figure(size: tuple[int, int]):

@@ -16,6 +16,11 @@ if TYPE_CHECKING:
     from muracli.models.spec import ModelSpec
 
 
+def abnormal_probability(logits: torch.Tensor) -> torch.Tensor:
+    """P(abnormal) for each row of two-class logits: the softmax's second column, in fp32."""
+    return torch.softmax(logits.float(), dim=1)[:, 1]
+
+
 def init_layer(module: nn.Module, init: str) -> None:
     """Initialise one conv, linear or norm layer with ``init`` (kaiming | xavier)."""
     if isinstance(module, (nn.Conv2d, nn.Linear)):

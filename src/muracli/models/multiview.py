@@ -18,10 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from muracli.errors import ConfigError
+from muracli.choices import VIEW_POOLS, check_choice
 from muracli.models.classifier import Classifier
-
-VIEW_POOLS = ("mean", "max", "attention")
 
 
 class AttentionPool(nn.Module):
@@ -56,7 +54,8 @@ def pool_views(features: torch.Tensor, mask: torch.Tensor, method: str, attentio
         return features.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
     if method == "attention":
         return attention(features, mask)
-    raise ConfigError(f"unknown view pool {method!r}", f"choose one of {', '.join(VIEW_POOLS)}")
+    check_choice(method, VIEW_POOLS, "view pool")
+    raise AssertionError(f"view pool {method!r} is listed but not implemented")
 
 
 class StudyClassifier(nn.Module):
@@ -70,8 +69,7 @@ class StudyClassifier(nn.Module):
 
     def __init__(self, image_model: Classifier, view_pool: str = "mean"):
         super().__init__()
-        if view_pool not in VIEW_POOLS:
-            raise ConfigError(f"unknown view pool {view_pool!r}", f"choose one of {', '.join(VIEW_POOLS)}")
+        check_choice(view_pool, VIEW_POOLS, "view pool")
         self.backbone = image_model.backbone
         self.head = image_model.head
         self.feature_dim = image_model.feature_dim

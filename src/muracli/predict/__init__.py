@@ -82,7 +82,7 @@ _LAZY = {
     "StudyResult": "muracli.predict.infer",
     "predict_studies": "muracli.predict.infer",
     "study_model_probability": "muracli.predict.infer",
-    "study_probability": "muracli.predict.infer",
+    "study_probability": "muracli.metrics.aggregate",
 }
 
 

@@ -19,7 +19,6 @@ carries the study, image, probability and model as text chunks.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from muracli.errors import ConfigError, DataError
+from muracli.files import atomic_output
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -200,11 +200,9 @@ class CamWriter:
         for key, value in {"image": str(image_path), "probability": f"{probability:.6f}", **(metadata or {})}.items():
             info.add_text(key, str(value))
         path = self.path_for(study_key, image_path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            picture.save(tmp, format="PNG", pnginfo=info)
-            os.replace(tmp, path)
+            with atomic_output(path) as handle:
+                picture.save(handle, format="PNG", pnginfo=info)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise DataError(f"cannot write {path}: {exc.strerror or exc}", "check free space and permissions of --cam") from exc
         return path

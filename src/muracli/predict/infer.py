@@ -18,7 +18,7 @@ Files that cannot be decoded are skipped and reported with their
 
 The study probability combines the image probabilities with the
 checkpoint's ``aggregate`` method under the rule of
-``evaluation.aggregate`` (mean / max / fraction of abnormal votes), and the
+``metrics.aggregate`` (mean / max / fraction of abnormal votes), and the
 label compares it with ``decision_threshold(aggregate, threshold)``. A study
 model (trained with ``--study-model``) instead pools the backbone features of
 the study's views with its own pooling and head; its per-image probabilities
@@ -42,9 +42,11 @@ from muracli.data.decode import read_greyscale
 from muracli.data.fit import fit_square
 from muracli.errors import ConfigError, ImageReadError
 from muracli.machine import usable_cores
-from muracli.metrics.aggregate import check_method, decision_threshold
+from muracli.metrics.aggregate import check_method, decision_threshold, study_probability
+from muracli.models.classifier import abnormal_probability
 from muracli.predict.cam import CamWriter
 from muracli.predict.discover import Study
+from muracli.models.multiview import pool_views
 from muracli.progress import ProgressFn
 from muracli.runtime.devices import Precision
 
@@ -95,20 +97,6 @@ class StudyResult:
         return len(self.images)
 
 
-def study_probability(probabilities: np.ndarray | list[float], method: str = "mean", threshold: float = 0.5) -> float:
-    """One study probability from its image probabilities, as ``aggregate_studies`` computes it:
-    the mean, the max, or (``vote``) the fraction of images with probability ``>= threshold``."""
-    p = np.asarray(probabilities, dtype=np.float64)
-    if p.size == 0:
-        raise ValueError("a study needs at least one image probability")
-    method = check_method(method)
-    if method == "mean":
-        return float(p.mean())
-    if method == "max":
-        return float(p.max())
-    return float((p >= threshold).mean())
-
-
 def study_model_probability(loaded: "LoadedModel", features: torch.Tensor, flipped: torch.Tensor | None = None) -> float:
     """A study model's probability from its views' backbone features (V, D).
 
@@ -116,8 +104,6 @@ def study_model_probability(loaded: "LoadedModel", features: torch.Tensor, flipp
     features collected image by image gives exactly ``model(views, mask)``.
     With TTA, the probabilities of the plain and the mirrored views average.
     """
-    from muracli.models.multiview import pool_views
-
     model = loaded.model
     outputs = []
     for views in (features, flipped):
@@ -126,7 +112,7 @@ def study_model_probability(loaded: "LoadedModel", features: torch.Tensor, flipp
         mask = torch.ones(1, len(views), dtype=torch.bool, device=views.device)
         with torch.inference_mode():
             pooled = pool_views(views[None], mask, model.view_pool, model.attention)
-            outputs.append(float(torch.softmax(model.head(pooled).float(), dim=1)[0, 1]))
+            outputs.append(float(abnormal_probability(model.head(pooled))[0]))
     return float(np.mean(outputs))
 
 
@@ -143,7 +129,7 @@ def predict_studies(
 ) -> Iterator[StudyResult]:
     """Yield one ``StudyResult`` per study of ``studies``, in their order, as each completes.
 
-    ``loaded`` comes from ``training.checkpoint.load_model`` (its model is
+    ``loaded`` comes from ``runtime.checkpoint.load_model`` (its model is
     already on the device to use). ``tta`` averages each image's
     probability with that of its mirror image (left-right flip); ``cam``
     writes a Grad-CAM overlay per image (of the unflipped image, for the
@@ -165,12 +151,14 @@ def predict_studies(
         cut = decision_threshold(loaded.aggregate, loaded.threshold)
     threads = decode_threads if decode_threads is not None else min(4, usable_cores())
     # Checks above run at call time; the stream below runs as the caller iterates.
-    return _stream(loaded, studies, cut, batch_images, tta, cam, precision or Precision(None), threads, progress)
+    return _stream(loaded, studies, cut=cut, batch_images=batch_images, tta=tta, cam=cam,
+                   precision=precision or Precision(None), threads=threads, progress=progress)
 
 
 def _stream(
     loaded: "LoadedModel",
     studies: Iterable[Study],
+    *,
     cut: float,
     batch_images: int,
     tta: bool,
@@ -350,8 +338,8 @@ def _forward(model: torch.nn.Module, batch: torch.Tensor, device: torch.device, 
     """Image probabilities (numpy) and the backbone features behind them (kept for study models)."""
     with precision.autocast(device):
         features = model.backbone(batch)
-        logits = model.head(features).float()
-    probabilities = torch.softmax(logits, dim=1)[:, 1].cpu().numpy().astype(np.float64)
+        logits = model.head(features)
+    probabilities = abnormal_probability(logits).cpu().numpy().astype(np.float64)
     return probabilities, features.float()
 
 

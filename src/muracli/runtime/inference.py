@@ -9,6 +9,7 @@ import torch
 
 from muracli.batches.augment import prepare_batch
 from muracli.batches.datasets import study_batches
+from muracli.models.classifier import abnormal_probability
 from muracli.progress import ProgressFn
 from muracli.runtime.devices import Precision
 from muracli.runtime.distributed import World, gather_objects
@@ -56,8 +57,8 @@ def _scores(model, batches, total: int, *, device, precision: Precision, world: 
     try:
         with precision.autocast(device):
             for inputs, index in batches:
-                logits = model(*inputs).float()
-                probabilities.append(torch.softmax(logits, dim=1)[:, 1].cpu().numpy())
+                logits = model(*inputs)
+                probabilities.append(abnormal_probability(logits).cpu().numpy())
                 positions.append(np.asarray(index))
                 done += len(index)
                 if progress is not None:

@@ -1,4 +1,4 @@
-"""The run directory (SPEC §3.2) and the record of the latest run.
+"""The run directory and the record of the latest run.
 
 ``config.json`` (every option, versions, data fingerprint, device),
 ``metrics.csv`` (one row per epoch), ``best.pt``, ``last.pt``, ``log.txt``
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import time
 from datetime import datetime
@@ -23,6 +24,21 @@ METRIC_COLUMNS = [
     "epoch", "train_loss", "valid_loss", "valid_kappa", "valid_auc", "valid_accuracy",
     "lr", "seconds", "images_per_s",
 ]
+
+
+def epoch_line(row: dict[str, Any], total: int | None = None) -> str:
+    """One epoch's row of metrics.csv as a line for people (the console and log.txt)."""
+
+    def f(value: Any, spec: str = ".3f") -> str:
+        missing = value is None or (isinstance(value, float) and math.isnan(value))
+        return "n/a" if missing else format(value, spec)
+
+    epoch = f"{row['epoch']}/{total}" if total else str(row["epoch"])
+    return (
+        f"epoch {epoch}  train loss {f(row['train_loss'])}  valid loss {f(row['valid_loss'])}  "
+        f"kappa {f(row['valid_kappa'])}  AUC {f(row['valid_auc'])}  lr {row['lr']:.2g}  "
+        f"{f(row['seconds'], '.1f')} s  {f(row['images_per_s'], '.0f')} img/s"
+    )
 
 
 def default_run_dir(model: str) -> Path:

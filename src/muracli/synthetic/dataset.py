@@ -136,8 +136,8 @@ def generate_synthetic(
             except OSError:
                 pass
         raise
-    return _summarise(final, plans, rows, seed, difficulty, max_side, time.perf_counter() - started, n_workers,
-                      summary_files)
+    return _summarise(final, plans, rows, seed=seed, difficulty=difficulty, max_side=max_side,
+                      seconds=time.perf_counter() - started, workers=n_workers, files=summary_files)
 
 
 def _render_chunks(chunks, partial: Path, seed: int, difficulty: str, max_side: int, workers: int):
@@ -214,7 +214,7 @@ def _move_into_place(partial: Path, final: Path, overwrite: bool) -> None:
         partial.rename(final)
 
 
-def _summarise(root: Path, plans, rows, seed, difficulty, max_side, seconds, workers, files) -> SyntheticSummary:
+def _summarise(root: Path, plans, rows, *, seed, difficulty, max_side, seconds, workers, files) -> SyntheticSummary:
     studies = {s: 0 for s in SPLITS}
     abnormal = {s: 0 for s in SPLITS}
     images = {s: 0 for s in SPLITS}

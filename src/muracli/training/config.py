@@ -1,106 +1,169 @@
-"""Every training option with its default, in one place.
+"""Every training option, its default, choices, range and help, in one table.
 
-The CLI maps its flags onto ``TrainConfig``; the run directory stores it as
-``config.json``; ``--resume`` reads it back. Nothing else holds defaults.
+``TrainConfig`` is that table: each field is declared with ``option(...)``,
+whose metadata says how ``mura train`` spells it (``flag``), what it
+accepts (``choices``, ``low``/``high``), its help line, and whether
+``--resume`` may change it. The CLI builds its options from these fields
+(``muracli.cli.train``), the run directory stores the values as
+``config.json``, and ``--resume`` reads them back. Nothing else holds a
+training default.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Callable
 
+from muracli.batches.augment_options import AugmentConfig
+from muracli.choices import AGGREGATES, DEVICES, FITS, INITS, OPTIMIZERS, SCHEDULES, VIEW_POOLS, check_choice
 from muracli.errors import ConfigError
 
-OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
-SCHEDULES = ("plateau", "cosine", "none")
-AGGREGATES = ("mean", "max", "vote")
-FITS = ("pad", "stretch", "crop")
-VIEW_POOLS = ("mean", "max", "attention")
 
-#: Options that change how a run executes but not what it learns: a finished run
-#: whose config differs from another only in these is the same experiment.
-EXECUTION_FIELDS = frozenset({"out", "data", "cache", "device", "workers", "eval_batch_images", "compile"})
-#: What ``--resume`` may change: how the rest of the run executes, and how long it goes on.
-RESUMABLE_FIELDS = frozenset({"epochs", "early_stop"} | (EXECUTION_FIELDS - {"out", "data", "cache"}))
+def option(
+    default: Any = None,
+    help: str | None = None,
+    *,
+    flag: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    shown: str | None = None,
+    path: bool = False,
+    execution: bool = False,
+    resumable: bool = False,
+    to_config: Callable[[Any], Any] | None = None,
+    cli_type: type | None = None,
+    factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A ``TrainConfig`` field with what the CLI and the checks need to know about it.
+
+    ``help`` None: not a ``mura train`` option (set from code or config.json
+    only). ``flag``: click's declarations, space-separated (``--model -m``,
+    ``--gpu/--cpu``), default ``--field-name`` (``--x/--no-x`` for a switch). ``low``/``high``: the inclusive range. ``shown``: the
+    default as the help states it, when the field's own (often ``None``:
+    decided at run time) would not say it. ``path``: the value names a file
+    or folder. ``execution``: changes how a run executes, not what it learns.
+    ``resumable``: ``--resume`` may change it. ``to_config``/``cli_type``: the
+    CLI takes a value of ``cli_type`` and ``to_config`` turns it into this
+    field's value (``--gpu/--cpu`` into ``device``).
+    """
+    metadata = {
+        "help": help, "flag": flag, "choices": choices, "low": low, "high": high, "shown": shown, "path": path,
+        "execution": execution, "resumable": resumable, "to_config": to_config,
+        "cli_type": cli_type,
+    }
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _device_from_gpu(gpu: bool) -> str:
+    return "cuda" if gpu else "cpu"
+
+
+def _rotation(degrees: float) -> dict[str, float]:
+    return {"rotate": degrees}
+
+
+_AUGMENT = AugmentConfig()
 
 
 @dataclass
 class TrainConfig:
-    # data
-    data: str | None = None  # the folder holding MURA-v1.1/ (None: $MURA_DATA, else ./data)
-    cache: str | None = None  # an existing preprocess cache; built from `data` when None
-    image_size: int = 224
-    fit: str = "pad"
-    # model
-    model: str = "cnn"
-    pretrained: bool = False
-    weights: str | None = None
-    freeze_backbone: bool = False
-    dropout: float = 0.2
-    init: str = "kaiming"
-    study_model: bool = False
-    view_pool: str = "mean"
-    max_views: int = 4
-    # optimisation
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "plateau"
-    plateau_patience: int = 1
-    warmup_epochs: float = 0.0
-    class_weights: bool = True  # the MURA paper's weighting; --no-class-weights for plain cross-entropy
-    balanced_sampling: bool = False
-    augment: bool = True
-    augment_params: dict[str, float] = field(default_factory=dict)
-    early_stop: int = 0  # epochs without a better valid kappa before stopping; 0 = never
-    aggregate: str = "mean"
-    threshold: float = 0.5
-    # execution
-    device: str = "auto"  # auto | cpu | cuda
-    amp: bool | None = None  # None: on for CUDA, off for CPU
-    channels_last: bool | None = None  # None: on for CUDA
-    compile: bool = False
-    workers: int | None = None  # None: see training.data (loader threads, or DataLoader workers for study models)
-    seed: int = 0
-    deterministic: bool = False
-    out: str | None = None
-    eval_batch_images: int = 256
+    # -- data
+    data: str | None = option(
+        None, "The folder holding MURA-v1.1/ (or that folder itself). Default: $MURA_DATA, else ./data.",
+        path=True, execution=True,
+    )
+    cache: str | None = option(None, "Train on this preprocess cache (see `mura preprocess`).", path=True, execution=True)
+    image_size: int = option(224, "Input size in pixels (square).", low=16, high=2048)
+    fit: str = option("pad", "How images were made square in the cache.", choices=FITS)
+    # -- model
+    model: str = option("cnn", "cnn, vgg16, densenet169 or any torchvision classifier name.", flag="--model -m")
+    pretrained: bool = option(False, "Start from torchvision's ImageNet weights (downloaded and cached by torch hub).")
+    weights: str | None = option(None, "Start from a local torchvision-format state dict (the offline way).", path=True)
+    freeze_backbone: bool = option(False, "Train only the new head.", flag="--freeze-backbone")
+    dropout: float = option(0.2, "Dropout before the 2-way head.", low=0.0, high=0.99)
+    init: str = option("kaiming", "Weight init of new layers.", choices=INITS)
+    study_model: bool = option(
+        False, "One model over all views of a study at once (shared backbone, pooled features).", flag="--study-model"
+    )
+    view_pool: str = option("mean", "With --study-model: how view features are pooled.", choices=VIEW_POOLS)
+    max_views: int = option(4, "With --study-model: views per study in training (random choice).", low=1)
+    # -- optimisation
+    epochs: int = option(10, "Epochs in all (with --resume: the new total).", low=1, resumable=True)
+    batch_size: int = option(32, "Images per step per process.", low=1)
+    lr: float = option(1e-3, "Learning rate.", shown="1e-3")
+    optimizer: str = option("adam", "The optimiser.", choices=OPTIMIZERS)
+    momentum: float = option(0.9)
+    weight_decay: float = option(0.0, "L2 penalty.", low=0.0)
+    schedule: str = option(
+        "plateau", "plateau (LR/10 when valid loss stalls, the paper) or cosine with warm-up.", choices=SCHEDULES
+    )
+    plateau_patience: int = option(1)
+    warmup_epochs: float = option(0.0, "Cosine schedule: linear warm-up length, in epochs.", low=0.0)
+    class_weights: bool = option(True, "Weight the loss as in the MURA paper (w_abnormal = N/(A+N)).")
+    balanced_sampling: bool = option(False, "Draw normal and abnormal images equally often.", flag="--balanced/--no-balanced")
+    augment: bool = option(True, "Random flips, rotations, scale and contrast jitter on training batches.")
+    augment_params: dict[str, float] = option(
+        help="Largest random rotation in degrees (the MURA paper: 30).", flag="--rotate", cli_type=float,
+        to_config=_rotation, low=0.0, high=180.0, shown=f"{_AUGMENT.rotate:g}", factory=dict,
+    )
+    early_stop: int = option(0, "Stop after N epochs without a better valid kappa (0: never).", low=0, resumable=True)
+    aggregate: str = option("mean", "Study probability from image probabilities.", choices=AGGREGATES)
+    threshold: float = option(0.5)
+    # -- execution
+    device: str = option(
+        "auto", "Run on CUDA or the CPU.", flag="--gpu/--cpu", choices=DEVICES, shown="the GPU when present",
+        cli_type=bool, to_config=_device_from_gpu, resumable=True, execution=True,
+    )
+    amp: bool | None = option(None, "Mixed precision (bf16 where supported, else fp16).", shown="on for CUDA")
+    channels_last: bool | None = option(None)  # None: on for CUDA
+    compile: bool = option(False, "torch.compile the model.", flag="--compile", resumable=True, execution=True)
+    workers: int | None = option(
+        None, "Loader threads (worker processes with --study-model).", low=0,
+        shown="1 on CPU, up to 4 on CUDA; study model 0 / up to 8", resumable=True, execution=True,
+    )
+    seed: int = option(0, "Random seed; same seed and data on CPU give the same metrics.")
+    deterministic: bool = option(False)
+    out: str | None = option(None, "Run directory.", shown="runs/<model>-<timestamp>", path=True, execution=True)
+    eval_batch_images: int = option(256, resumable=True, execution=True)
 
     def validate(self) -> "TrainConfig":
+        """``self`` when every value is one of its choices and in its range, else a ``ConfigError``."""
+        for f in fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if meta["choices"] and value is not None:
+                check_choice(value, meta["choices"], f.name.replace("_", " "))
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                _check_range(value, meta["low"], meta["high"], flag_of(f))
+
         def check(ok: bool, message: str, hint: str | None = None) -> None:
             if not ok:
                 raise ConfigError(message, hint)
 
-        check(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}", f"choose one of {', '.join(OPTIMIZERS)}")
-        check(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}", f"choose one of {', '.join(SCHEDULES)}")
-        check(self.aggregate in AGGREGATES, f"unknown aggregate {self.aggregate!r}", f"choose one of {', '.join(AGGREGATES)}")
-        check(self.fit in FITS, f"unknown fit {self.fit!r}", f"choose one of {', '.join(FITS)}")
-        check(self.view_pool in VIEW_POOLS, f"unknown view pool {self.view_pool!r}", f"choose one of {', '.join(VIEW_POOLS)}")
-        check(self.init in ("kaiming", "xavier"), f"unknown init {self.init!r}", "choose kaiming or xavier")
-        check(self.device in ("auto", "cpu", "cuda"), f"unknown device {self.device!r}")
-        check(self.epochs >= 1, "--epochs must be at least 1")
-        check(self.batch_size >= 1, "--batch-size must be at least 1")
-        check(16 <= self.image_size <= 2048, "--image-size must be between 16 and 2048")
         check(self.lr > 0, "--lr must be positive")
-        check(0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)")
-        check(self.weight_decay >= 0, "--weight-decay must be >= 0")
         check(0.0 < self.threshold < 1.0, "--threshold must be in (0, 1)")
-        check(self.max_views >= 1, "--max-views must be at least 1")
-        check(self.early_stop >= 0, "--early-stop must be >= 0")
-        check(not (self.pretrained and self.weights), "--pretrained and --weights both given", "use one: --weights FILE is the offline way to get pretrained weights")
+        check(not (self.pretrained and self.weights), "--pretrained and --weights both given",
+              "use one: --weights FILE is the offline way to get pretrained weights")
         return self
 
     def augmentation(self):
-        """The training augmentation (``muracli.batches.augment.AugmentConfig``), or None with ``augment`` off."""
-        if not self.augment:
-            return None
-        from muracli.batches.augment import AugmentConfig  # torch: not at import time
+        """The training augmentation (``AugmentConfig``), or None with ``augment`` off."""
+        return AugmentConfig.from_dict(self.augment_params) if self.augment else None
 
-        return AugmentConfig.from_dict(self.augment_params)
+    def resumed(self, *, epochs: int | None = None, **overrides: Any) -> "TrainConfig":
+        """This run's config for ``--resume``: only the fields of ``RESUMABLE_FIELDS`` may change."""
+        changes = {key: value for key, value in {"epochs": epochs, **overrides}.items() if value is not None}
+        fixed = sorted(set(changes) - RESUMABLE_FIELDS)
+        if fixed:
+            allowed = ", ".join(sorted(flag_of(f).split("/")[0] for f in fields(self) if f.name in RESUMABLE_FIELDS))
+            raise ConfigError(
+                f"--resume continues a run with its own options; cannot change {', '.join(flag_of(FIELDS[k]) for k in fixed)}",
+                f"start a new run instead, or resume with only {allowed}: mura train --resume {self.out}",
+            )
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -108,5 +171,30 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         """Rebuild from ``config.json``; unknown keys (from a newer version) are ignored."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in FIELDS})
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in fields(TrainConfig)}
+#: Options that change how a run executes but not what it learns: a finished run
+#: whose config differs from another only in these is the same experiment.
+EXECUTION_FIELDS = frozenset(name for name, f in FIELDS.items() if f.metadata["execution"])
+#: What ``--resume`` may change: how the rest of the run executes, and how long it goes on.
+RESUMABLE_FIELDS = frozenset(name for name, f in FIELDS.items() if f.metadata["resumable"])
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    """How ``mura train`` spells the option of field ``f``: ``--image-size``, ``--gpu/--cpu``...
+
+    ``flag`` metadata holds click's declarations, separated by spaces (``--model -m``).
+    """
+    return (f.metadata["flag"] or "--" + f.name.replace("_", "-")).split()[0]
+
+
+def _check_range(value: float, low: float | None, high: float | None, flag: str) -> None:
+    name = flag.split("/")[0]
+    if low is not None and high is not None and not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+    if low is not None and value < low:
+        raise ConfigError(f"{name} must be at least {low:g}, got {value:g}")
+    if high is not None and value > high:
+        raise ConfigError(f"{name} must be at most {high:g}, got {value:g}")

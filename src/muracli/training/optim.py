@@ -6,16 +6,19 @@ import math
 
 import torch
 
+from muracli.choices import OPTIMIZERS, check_choice
 from muracli.training.config import TrainConfig
 
 
 def build_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser ``config.optimizer`` names over the trainable ``params``; an unknown name is a ``ConfigError``."""
     params = [p for p in params if p.requires_grad]
-    if config.optimizer == "sgd":
+    name = check_choice(config.optimizer, OPTIMIZERS, "optimizer")
+    if name == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.momentum > 0)
-    if config.optimizer == "rmsprop":
+    if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    if config.optimizer == "adamw":
+    if name == "adamw":
         return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
