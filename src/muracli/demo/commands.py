@@ -1,0 +1,50 @@
+"""The ``mura`` command line that redoes each stage of the demo by hand (the report gives them)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+from muracli.demo.config import DemoConfig
+
+
+def reproduce_commands(config: DemoConfig, predictions: list[dict[str, Any]], device: str, threads: int) -> dict[str, str]:
+    """The ``mura`` command line that redoes each stage by hand, by stage (paths as ``--dir`` was given)."""
+    d = Path(config.dir)
+    data, run = d / "data", d / "run"
+    device_flag = "--gpu" if device == "cuda" else "--cpu"
+    threads_env = f"OMP_NUM_THREADS={threads} " if device == "cpu" and threads < _cores() else ""
+    download = (
+        f"mura download --synthetic --studies {config.studies} --seed {config.seed} "
+        f"--difficulty {config.difficulty} --max-side {config.max_side} --dest {_q(data)}"
+    )
+    study_paths = " ".join(_q(data / p["study"].rstrip("/")) for p in predictions)
+    return {
+        "dataset": download,
+        "stats": f"mura stats --data {_q(data)} --montage {_q(d / 'montage.png')}",
+        "preprocess": f"mura preprocess --data {_q(data)} --size {config.image_size}",
+        "train": (
+            f"{threads_env}mura train --data {_q(data)} --model cnn --image-size {config.image_size} "
+            f"--epochs {config.epochs} --batch-size {config.batch_size} --lr {config.lr:g} "
+            f"--schedule {config.schedule} --dropout {config.dropout:g} {'--augment' if config.augment else '--no-augment'} "
+            f"{'--class-weights ' if config.class_weights else ''}--seed {config.seed} {device_flag} --out {_q(run)}"
+        ),
+        "evaluate": (
+            f"mura evaluate {_q(run)} --data {_q(data)} --bootstrap {config.bootstrap} --seed {config.seed} "
+            f"{device_flag} --out {_q(d / 'evaluation')}"
+        ),
+        "predict": f"mura predict {study_paths} --checkpoint {_q(run)} {device_flag} --cam {_q(d / 'cams')}",
+    }
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _q(path: Path) -> str:
+    return shlex.quote(str(path))
