@@ -24,7 +24,7 @@ The package never prints: stages report through ``progress`` (bars) and
 ``on_stage`` (one ``StageResult`` per finished stage); the result is a
 ``DemoResult``.
 
-Its modules: ``config`` (the options, and the run's ``TrainConfig``),
+Its modules: ``config`` (the options, and the demo's training choices),
 ``result`` (what a run hands back), ``stages`` (the six stages), ``run``
 (``run_demo``), ``threads`` (torch's CPU threads), ``commands`` (the command
 line of each stage) and ``report`` (``report.md``). Only ``config`` and
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from muracli.demo.config import DemoConfig, train_config
+from muracli.demo.config import TRAINING, DemoConfig, train_config, training_options
 from muracli.demo.result import DemoResult, StageResult
 from muracli.lazy import lazy_attributes
 
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DATASET_RECORD",
     "STAGES",
+    "TRAINING",
     "DemoConfig",
     "DemoResult",
     "StageCallback",
@@ -61,6 +62,7 @@ __all__ = [
     "run_demo",
     "torch_threads",
     "train_config",
+    "training_options",
     "write_report",
 ]
 

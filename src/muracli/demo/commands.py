@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from muracli.demo.config import DemoConfig
+from muracli.demo.config import DemoConfig, training_options
 
 
 def reproduce_commands(config: DemoConfig, predictions: list[dict[str, Any]], device: str, threads: int) -> dict[str, str]:
@@ -26,10 +26,8 @@ def reproduce_commands(config: DemoConfig, predictions: list[dict[str, Any]], de
         "stats": f"mura stats --data {_q(data)} --montage {_q(d / 'montage.png')}",
         "preprocess": f"mura preprocess --data {_q(data)} --size {config.image_size}",
         "train": (
-            f"{threads_env}mura train --data {_q(data)} --model cnn --image-size {config.image_size} "
-            f"--epochs {config.epochs} --batch-size {config.batch_size} --lr {config.lr:g} "
-            f"--schedule {config.schedule} --dropout {config.dropout:g} {'--augment' if config.augment else '--no-augment'} "
-            f"{'--class-weights ' if config.class_weights else ''}--seed {config.seed} {device_flag} --out {_q(run)}"
+            f"{threads_env}mura train --data {_q(data)} {train_flags(training_options(config))} "
+            f"{device_flag} --out {_q(run)}"
         ),
         "evaluate": (
             f"mura evaluate {_q(run)} --data {_q(data)} --bootstrap {config.bootstrap} --seed {config.seed} "
@@ -37,6 +35,19 @@ def reproduce_commands(config: DemoConfig, predictions: list[dict[str, Any]], de
         ),
         "predict": f"mura predict {study_paths} --checkpoint {_q(run)} {device_flag} --cam {_q(d / 'cams')}",
     }
+
+
+def train_flags(options: dict[str, Any]) -> str:
+    """``mura train``'s flags for ``TrainConfig`` field values: ``--batch-size 32``, ``--lr 0.002``,
+    ``--no-augment``."""
+    flags = []
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        else:
+            flags.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    return " ".join(flags)
 
 
 def _cores() -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from muracli import __version__
+from muracli.demo.config import training_options
 from muracli.demo.result import DemoResult, number
 from muracli.files import write_atomic
 
@@ -77,7 +78,7 @@ def _result(result: DemoResult, report: dict[str, Any]) -> list[str]:
     lines = [
         "## Result",
         "",
-        f"Study-level metrics of the `cnn` on the {overall['n']} valid studies "
+        f"Study-level metrics of the `{training_options(result.config)['model']}` on the {overall['n']} valid studies "
         f"({report.get('n_images', '?')} images; {report['aggregate']} of the view probabilities, threshold "
         f"{report['threshold']:g}), with 95% bootstrap intervals over studies ({result.config.bootstrap} resamples):",
         "",
@@ -137,13 +138,13 @@ def _preprocessing(result: DemoResult) -> list[str]:
 
 
 def _training(result: DemoResult, history: list[dict]) -> list[str]:
-    config = result.config
+    t = training_options(result.config)
     lines = [
         "## 3. Training",
         "",
-        f"The from-scratch `cnn`, {config.epochs} epochs, batch {config.batch_size}, Adam at lr {config.lr:g} with "
-        f"{config.schedule} decay, dropout {config.dropout:g}, augmentation {'on' if config.augment else 'off'}"
-        f"{', class weights as in the MURA paper' if config.class_weights else ''}; the checkpoint of the best "
+        f"The from-scratch `{t['model']}`, {t['epochs']} epochs, batch {t['batch_size']}, Adam at lr {t['lr']:g} with "
+        f"{t['schedule']} decay, dropout {t['dropout']:g}, augmentation {'on' if t['augment'] else 'off'}"
+        f"{', class weights as in the MURA paper' if t['class_weights'] else ''}; the checkpoint of the best "
         f"valid kappa is `{_link(result, result.files['checkpoint'])}`.",
         "",
         f"![training curves]({_link(result, result.files['curves'])})",

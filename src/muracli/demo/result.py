@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +42,6 @@ class DemoResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (``mura demo --json``): absolute paths, seconds per stage."""
-        config = asdict(self.config)
-        config["dir"] = str(self.config.dir)
         return {
             "dir": str(self.dir.resolve()),
             "kappa": self.kappa,
@@ -60,7 +58,7 @@ class DemoResult:
             "predictions": self.predictions,
             "files": {role: str(path.resolve()) for role, path in self.files.items()},
             "commands": self.commands,
-            "config": config,
+            "config": self.config.to_dict(),
             "mura_version": __version__,
         }
 

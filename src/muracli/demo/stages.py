@@ -170,7 +170,7 @@ def train_stage(
     best = max(
         (r for r in history if r.get("valid_kappa") is not None), key=lambda r: r["valid_kappa"], default=None
     )
-    summary = f"cnn, {config.epochs} epoch{'s' if config.epochs != 1 else ''} at {cache.size} px"
+    summary = f"{train_cfg.model}, {config.epochs} epoch{'s' if config.epochs != 1 else ''} at {cache.size} px"
     if best is not None:
         summary += f", best valid kappa {best['valid_kappa']:.3f} at epoch {best['epoch']}"
     if resumed:
