@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 from pathlib import Path
 from typing import Any
 
 from muracli.demo.config import DemoConfig, training_options
+from muracli.machine import usable_cores
 
 
 def reproduce_commands(config: DemoConfig, predictions: list[dict[str, Any]], device: str, threads: int) -> dict[str, str]:
@@ -15,7 +15,7 @@ def reproduce_commands(config: DemoConfig, predictions: list[dict[str, Any]], de
     d = Path(config.dir)
     data, run = d / "data", d / "run"
     device_flag = "--gpu" if device == "cuda" else "--cpu"
-    threads_env = f"OMP_NUM_THREADS={threads} " if device == "cpu" and threads < _cores() else ""
+    threads_env = f"OMP_NUM_THREADS={threads} " if device == "cpu" and threads < usable_cores() else ""
     download = (
         f"mura download --synthetic --studies {config.studies} --seed {config.seed} "
         f"--difficulty {config.difficulty} --max-side {config.max_side} --dest {_q(data)}"
@@ -48,13 +48,6 @@ def train_flags(options: dict[str, Any]) -> str:
         else:
             flags.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
     return " ".join(flags)
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _q(path: Path) -> str:

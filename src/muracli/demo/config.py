@@ -67,7 +67,7 @@ class DemoConfig:
     bootstrap: int = 1000
     predict_normal: int = 2
     predict_abnormal: int = 2
-    # CPU threads for torch; None picks by the load of the machine (see choose_threads).
+    # CPU threads for torch; None picks by how busy the cores are (see choose_threads).
     threads: int | None = None
 
     def validate(self) -> "DemoConfig":

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from muracli.machine import busy_cores, usable_cores
 
 
 def choose_threads() -> int:
-    """Torch threads for this machine now: every core, less those other programs keep busy.
+    """Torch threads for this machine now: every usable core, less those other programs keep busy.
 
     torch's CPU kernels split each operation over all cores and wait for the
     slowest; when other work already occupies the cores, that wait dominates
     (a loaded 2-core machine trains the cnn about four times faster on one
-    thread than on two).
+    thread than on two). How busy the cores are is measured now (``busy_cores``),
+    not read from the load average, which stays high for minutes after the
+    work that raised it (a ``pip install``) is over. Where it cannot be
+    measured (not Linux), every usable core.
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):  # Windows
+    cores = usable_cores()
+    busy = busy_cores()
+    if busy is None:
         return cores
     return max(1, min(cores, int(cores - busy + 0.5)))
 
