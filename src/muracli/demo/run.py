@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from muracli.demo.commands import reproduce_commands
 from muracli.demo.config import DemoConfig
@@ -98,7 +98,7 @@ def _prepare_dir(root: Path) -> None:
         raise DataError(f"cannot create {root}: {exc.strerror or exc}", "pass a writable --dir") from exc
 
 
-def _files(root: Path, layout: "MuraLayout", cache: "Cache", run_dir: Path, evaluation: "Evaluation") -> dict[str, Any]:
+def _files(root: Path, layout: "MuraLayout", cache: "Cache", run_dir: Path, evaluation: "Evaluation") -> dict[str, Path]:
     """What the demo made, by role (``DemoResult.files``)."""
     return {
         "report": root / "report.md",

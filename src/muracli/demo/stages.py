@@ -4,8 +4,8 @@ Each stage decides for itself whether what an earlier run left is still valid
 (see ``muracli.demo``); ``run_demo`` calls them in the order of ``STAGES``.
 
 The muracli modules that pull in torch (the trainer, inference, checkpoint
-loading) and pandas are imported inside the functions that use them, so that
-``pick_studies`` and ``STAGES`` come without them.
+loading) and pandas are imported inside the functions that use them: importing
+this module (for ``STAGES`` or ``pick_studies``) loads neither.
 """
 
 from __future__ import annotations
