@@ -73,7 +73,7 @@ def test_wheel_holds_every_module_and_nothing_else(wheel):
         if "__pycache__" not in path.parts
     }
     assert expected <= modules, f"missing from the wheel: {sorted(expected - modules)}"
-    assert {"muracli/__init__.py", "muracli/cli/app.py", "muracli/demo.py"} <= modules
+    assert {"muracli/__init__.py", "muracli/cli/app.py", "muracli/demo/__init__.py"} <= modules
 
     package_files = [n for n in names if ".dist-info/" not in n]
     assert all(n.startswith("muracli/") for n in package_files), [n for n in package_files if not n.startswith("muracli/")]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from muracli.demo import STAGES, DemoConfig, choose_threads
+from muracli.demo import STAGES, DemoConfig
 
 TINY = ("--studies", "60", "--epochs", "1", "--image-size", "32")
 
@@ -97,16 +97,6 @@ def test_pick_studies_takes_normal_and_abnormal_valid_studies(synthetic_data):
     assert set(chosen["split"]) == {"valid"}
     assert chosen["study"].is_unique
     assert pick_studies(layout, normal=2, abnormal=2, seed=0)["study"].tolist() == chosen["study"].tolist()
-
-
-def test_choose_threads_stays_within_the_cores(monkeypatch):
-    import os
-
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-    idle = choose_threads()
-    monkeypatch.setattr(os, "getloadavg", lambda: (50.0, 50.0, 50.0))
-    assert choose_threads() == 1
-    assert idle >= 1
 
 
 def test_demo_refuses_a_dataset_it_did_not_make(cli, tmp_path):

@@ -10,6 +10,7 @@ import typer
 from muracli.cli import console
 from muracli.cli.options import Difficulty, examples
 from muracli.demo import DemoConfig
+from muracli.errors import TrainingInterrupted
 
 if TYPE_CHECKING:
     from muracli.demo import DemoResult, StageResult
@@ -64,14 +65,12 @@ def demo(
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """Run download, stats, preprocess, train, evaluate and predict on a synthetic MURA, with a report."""
-    from muracli.demo import run_demo
+    from muracli.demo import run_demo  # loads the stages, and torch: not at --help time
 
     config = DemoConfig(
         dir=directory, studies=studies, epochs=epochs, image_size=image_size, difficulty=difficulty.value,
         device="auto" if gpu is None else ("cuda" if gpu else "cpu"), seed=seed, threads=threads,
     )
-    from muracli.errors import TrainingInterrupted
-
     try:
         with console.RichProgress() as progress:
             result = run_demo(config, progress=progress, on_stage=_stage_line)
