@@ -163,3 +163,17 @@ def test_the_checks_fail_when_a_bad_import_is_added(tmp_path, edge, problem):
     else:
         cycle = find_cycle(graph)
         assert cycle is not None and source in cycle and target in cycle
+
+
+def test_the_core_never_prints():
+    """Only cli/ writes to the terminal; the core returns values and calls ``progress``."""
+    offenders = []
+    for name, path in module_names().items():
+        if name.startswith("muracli.cli"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                offenders.append(f"{name}:{node.lineno} print()")
+            if isinstance(node, ast.Attribute) and node.attr in ("stdout", "stderr") and getattr(node.value, "id", "") == "sys":
+                offenders.append(f"{name}:{node.lineno} sys.{node.attr}")
+    assert offenders == []

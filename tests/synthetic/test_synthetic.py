@@ -293,3 +293,9 @@ def test_visibility_sets_how_many_views_show_the_finding():
     assert [(p.label, p.views, p.finding) for p in never] == [(p.label, p.views, p.finding) for p in always]
     with pytest.raises(ConfigError):
         plan_studies(20, visibility=1.5)
+
+
+def test_the_difficulty_levels_are_the_choices_the_cli_offers():
+    from muracli.choices import DIFFICULTIES as NAMES
+
+    assert tuple(DIFFICULTIES) == NAMES

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from muracli.choices import DEVICES, DIFFICULTIES, check_choice
 from muracli.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -71,20 +72,17 @@ class DemoConfig:
     threads: int | None = None
 
     def validate(self) -> "DemoConfig":
-        from muracli.synthetic import DIFFICULTIES  # numpy and PIL: not at --help time
-
         def check(ok: bool, message: str, hint: str | None = None) -> None:
             if not ok:
                 raise ConfigError(message, hint)
 
         check(self.studies >= 14, f"--studies must be at least 14 (two per body part), got {self.studies}")
         check(self.seed >= 0, f"--seed must be >= 0, got {self.seed}")
-        check(self.difficulty in DIFFICULTIES, f"unknown difficulty {self.difficulty!r}",
-              f"choose one of {', '.join(DIFFICULTIES)}")
+        check_choice(self.difficulty, DIFFICULTIES, "difficulty")
         check(self.epochs >= 1, "--epochs must be at least 1")
         check(16 <= self.image_size <= 512, f"--image-size must be between 16 and 512, got {self.image_size}")
         check(64 <= self.max_side <= 4096, f"--max-side must be between 64 and 4096, got {self.max_side}")
-        check(self.device in ("auto", "cpu", "cuda"), f"unknown device {self.device!r}")
+        check_choice(self.device, DEVICES, "device")
         check(self.threads is None or self.threads >= 1, "--threads must be at least 1")
         check(self.bootstrap == 0 or self.bootstrap >= 100, "bootstrap needs at least 100 resamples (or 0)")
         return self
