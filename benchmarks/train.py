@@ -219,8 +219,9 @@ class MuraLoop:
         from muracli.models import ModelSpec, build_model
         from muracli.runtime.devices import choose_precision
         from muracli.runtime.distributed import World
+        from muracli.training.checkpointer import Progress
         from muracli.training.optim import Schedule, build_optimizer
-        from muracli.training.trainer import Progress
+        from muracli.training.trainer import Session
 
         self.config, self.device = config, device
         if device.type == "cuda":  # as trainer._train sets them (tf32=False for an honest fp32 figure)
@@ -247,6 +248,12 @@ class MuraLoop:
         self.world = World()
         self.state = Progress()
         self.epoch = 1
+        # the trainer's own Session: _train_one_epoch below is the code `mura train` runs
+        self.session = Session(
+            config=config, world=self.world, device=device, precision=self.precision, channels_last=channels_last,
+            data=self.data, spec=spec, model=model, trained=model, optimizer=self.optimizer, schedule=self.schedule,
+            scaler=self.scaler, loss_fn=self.loss_fn, augment=self.augment, augment_rng=self.augment_rng,
+        )
 
     def run(self, steps: int | None = None, seconds: float | None = None) -> tuple[int, float, int]:
         """Train ``steps`` steps, or for about ``seconds`` (whole steps), continuing the epoch and
@@ -261,12 +268,7 @@ class MuraLoop:
             if self.state.step >= self.data.steps_per_epoch:
                 self.epoch, self.state.step = self.epoch + 1, 0
             before = budget.count
-            _train_one_epoch(
-                model=self.model, data=self.data, state=self.state, epoch=self.epoch, optimizer=self.optimizer,
-                schedule=self.schedule, scaler=self.scaler, loss_fn=self.loss_fn, precision=self.precision,
-                augment=self.augment, augment_rng=self.augment_rng, channels_last=self.channels_last,
-                device=self.device, world=self.world, stop=budget, progress=budget,
-            )
+            _train_one_epoch(self.session, self.state, self.epoch, stop=budget, progress=budget)
             if budget.count == before and self.state.step < self.data.steps_per_epoch:
                 raise RuntimeError("the training loop made no progress")
         synchronize(self.device)  # train_step already waits for the loss; this is belt and braces
