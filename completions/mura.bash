@@ -44,10 +44,10 @@ _mura() {
         download)
             case "$prev" in
                 --archive|--dest) _mura_complete_path -f; return 0 ;;
-                --url|--sha256|--studies|--seed|--max-side) return 0 ;;  # a value of your own: nothing to suggest
+                --url|--sha256|--timeout|--retries|--studies|--seed|--max-side) return 0 ;;  # a value of your own: nothing to suggest
                 --difficulty) COMPREPLY=($(compgen -W "easy normal hard" -- "$cur")); return 0 ;;
             esac
-            opts="--synthetic --archive --url --sha256 --dest --studies --seed --difficulty --max-side --force --json -h --help"
+            opts="--synthetic --archive --url --sha256 --timeout --retries --dest --studies --seed --difficulty --max-side --force --json -h --help"
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return 0

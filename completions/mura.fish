@@ -25,6 +25,8 @@ complete -c mura -n '__fish_seen_subcommand_from download' -l synthetic -d 'Gene
 complete -c mura -n '__fish_seen_subcommand_from download' -l archive -r -F -d 'Extract a MURA zip you downloaded (MURA-v1.1.zip)'
 complete -c mura -n '__fish_seen_subcommand_from download' -l url -x -d 'Download a MURA zip over HTTP(S), resumably'
 complete -c mura -n '__fish_seen_subcommand_from download' -l sha256 -x -d 'Expected SHA-256 of the file at --url'
+complete -c mura -n '__fish_seen_subcommand_from download' -l timeout -x -d '--url: seconds to connect, and without a byte while reading, before a...'
+complete -c mura -n '__fish_seen_subcommand_from download' -l retries -x -d '--url: retries in a row that get the file no further before giving up'
 complete -c mura -n '__fish_seen_subcommand_from download' -l dest -r -F -d 'Where MURA-v1.1/ goes'
 complete -c mura -n '__fish_seen_subcommand_from download' -l studies -x -d 'Synthetic: number of studies'
 complete -c mura -n '__fish_seen_subcommand_from download' -l seed -x -d 'Synthetic: random seed (same seed, same bytes)'

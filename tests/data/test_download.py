@@ -3,92 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import random
 import re
 import socket
-import struct
-import threading
-import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from http_server import DATA, NAME, serving
 
 from muracli.data import download as download_module
 from muracli.data.download import download
 from muracli.errors import ChecksumError, ConfigError, DownloadError
 
-DATA = random.Random(0).randbytes(3 << 20)  # 3 MiB, not compressible, same every run
 DATA_SHA = hashlib.sha256(DATA).hexdigest()
-NAME = "MURA-test.zip"
-
-
-@dataclass
-class FakeServer:
-    """What the test server does; every request is appended to ``log``."""
-
-    data: bytes = DATA
-    support_range: bool = True
-    statuses: list[int] = field(default_factory=list)  # error statuses to answer first, one per request
-    drops: list[int] = field(default_factory=list)  # close after this many body bytes, one per request
-    reset: bool = False  # drop with a TCP reset instead of a clean close
-    stall: float = 0.0  # sleep this long mid-body on a dropping request (client timeout)
-    content_disposition: str | None = None
-    log: list[dict] = field(default_factory=list)
-    url: str = ""
-
-    def ranges(self) -> list[str | None]:
-        return [entry["range"] for entry in self.log]
-
-
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def do_GET(self):
-        fake: FakeServer = self.server.fake
-        entry = {"path": self.path, "range": self.headers.get("Range"), "sent": 0}
-        fake.log.append(entry)
-        if fake.statuses:
-            self.send_error(fake.statuses.pop(0))
-            return
-        data, start = fake.data, 0
-        requested = entry["range"] if fake.support_range else None
-        if requested:
-            start = int(re.fullmatch(r"bytes=(\d+)-", requested).group(1))
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        if fake.support_range:
-            self.send_header("Accept-Ranges", "bytes")
-        if fake.content_disposition:
-            self.send_header("Content-Disposition", fake.content_disposition)
-        self.end_headers()
-        limit = min(fake.drops.pop(0), len(body)) if fake.drops else len(body)
-        try:
-            for i in range(0, limit, 64 << 10):
-                piece = body[i : min(i + (64 << 10), limit)]
-                self.wfile.write(piece)
-                entry["sent"] += len(piece)
-            if limit < len(body):
-                self.wfile.flush()
-                time.sleep(fake.stall)
-                if fake.reset:
-                    # SO_LINGER 0 + close sends RST: the client sees ConnectionResetError.
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    self.connection.close()
-        except OSError:  # the client hung up (e.g. it only wanted the headers)
-            pass
-        self.close_connection = True
 
 
 @pytest.fixture(autouse=True)
@@ -100,16 +25,8 @@ def no_backoff_no_proxy(monkeypatch):
 
 @pytest.fixture
 def server():
-    fake = FakeServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    httpd.fake = fake
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    fake.url = f"http://127.0.0.1:{httpd.server_port}/files/{NAME}?token=secret"
-    yield fake
-    httpd.shutdown()
-    httpd.server_close()
+    with serving() as fake:
+        yield fake
 
 
 def test_plain_download_names_file_from_url_and_reports_progress(server, tmp_path):
@@ -244,10 +161,61 @@ def test_server_error_is_retried(server, tmp_path):
 
 def test_gives_up_when_retries_bring_no_bytes(server, tmp_path):
     server.drops = [0] * 10
-    with pytest.raises(DownloadError, match="gave up after 2 retries"):
+    with pytest.raises(DownloadError, match=r"failed after 2 retries \(the last 2 got no further\)"):
         download(server.url, tmp_path, retries=2)
     assert len(server.log) == 3
     assert not (tmp_path / NAME).exists()
+
+
+def test_a_server_that_ignores_range_and_drops_every_transfer_gives_up_in_words(server, tmp_path):
+    # Every try sends the first third again: new bytes arrive, but the part never gets further.
+    server.support_range, server.drop_at = False, len(DATA) // 3
+    notices = []
+    with pytest.raises(DownloadError) as caught:
+        download(server.url, tmp_path, retries=3, on_retry=notices.append)
+    message, hint = caught.value.message, caught.value.hint
+    assert f"http://127.0.0.1:{server.url.split(':')[2].split('/')[0]}/files/{NAME}?…" in message
+    assert "secret" not in message
+    assert f"{len(DATA) // 3:,} of {len(DATA):,} bytes kept in {tmp_path / (NAME + '.part')}" in message
+    assert "failed after 3 retries (the last 3 got no further)" in message
+    assert "ignores resume (Range)" in hint and "--archive" in hint
+    assert [n.number for n in notices] == [1, 2, 3]
+    assert all(n.held == len(DATA) // 3 and n.total == len(DATA) for n in notices)
+    assert "retry 2 in" in notices[1].message and "closed after" in notices[1].message
+    assert len(server.log) == 4 and server.ranges()[1:] == [f"bytes={len(DATA) // 3}-"] * 3
+    assert (tmp_path / f"{NAME}.part").stat().st_size == len(DATA) // 3
+    assert not (tmp_path / NAME).exists()
+
+
+def test_retries_that_advance_are_bounded_in_all(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(download_module, "MAX_RETRIES_TOTAL", 3)
+    server.drop_at = 100_000  # resumable, but each try brings only 100 kB
+    notices = []
+    with pytest.raises(DownloadError) as caught:
+        download(server.url, tmp_path, on_retry=notices.append)
+    assert "failed after 3 retries (at most 3 retries in all)" in caught.value.message
+    assert "400,000 of" in caught.value.message
+    assert "resume from the .part file" in caught.value.hint
+    assert len(notices) == 3 and all(n.wait_s == 0 for n in notices)  # progress resets the back-off
+    assert len(server.log) == 4
+
+
+def test_retries_are_bounded_in_time(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(download_module, "RETRY_WINDOW_S", 0.0)
+    server.drop_at = 100_000
+    with pytest.raises(DownloadError, match=r"failed after 0 retries \(no progress for"):
+        download(server.url, tmp_path)
+    assert len(server.log) == 1
+
+
+def test_back_off_doubles_per_retry_without_progress(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(download_module, "BACKOFF_BASE_S", 0.001)
+    monkeypatch.setattr(download_module, "BACKOFF_MAX_S", 0.004)
+    server.support_range, server.drop_at = False, 1000
+    notices = []
+    with pytest.raises(DownloadError):
+        download(server.url, tmp_path, retries=4, on_retry=notices.append)
+    assert [n.wait_s for n in notices] == [0.001, 0.002, 0.004, 0.004]
 
 
 def test_retries_count_only_failures_without_progress(server, tmp_path):
@@ -290,6 +258,12 @@ def test_unreachable_host_hints_at_archive(tmp_path):
         download(f"http://127.0.0.1:{port}/MURA-v1.1.zip", tmp_path, retries=1)
     assert "cannot connect" in caught.value.message
     assert "--archive" in caught.value.hint
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0])
+def test_timeout_must_be_positive(tmp_path, timeout):
+    with pytest.raises(ConfigError, match="timeout"):
+        download("http://127.0.0.1:9/x.zip", tmp_path, timeout=timeout)
 
 
 @pytest.mark.parametrize("value", ["abc", "g" * 64, "0" * 63])

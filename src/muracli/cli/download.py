@@ -37,6 +37,12 @@ def download(
     sha256: Annotated[
         Optional[str], typer.Option("--sha256", help="Expected SHA-256 of the file at --url.")
     ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1.0, help="--url: seconds to connect, and without a byte while reading, before a try fails.")
+    ] = 30.0,  # muracli.data.download.TIMEOUT_S (importing it would load ssl for every --help)
+    retries: Annotated[
+        int, typer.Option("--retries", min=0, help="--url: retries in a row that get the file no further before giving up.")
+    ] = 5,  # muracli.data.download.RETRIES
     dest: Annotated[
         Optional[Path],
         typer.Option("--dest", help="Where MURA-v1.1/ goes. Default: $MURA_DATA, else ./data.", show_default=False),
@@ -87,7 +93,8 @@ def download(
                 from muracli.data.download import download as fetch
 
                 dest.mkdir(parents=True, exist_ok=True)
-                archive = fetch(url, dest, sha256=sha256, progress=progress)
+                archive = fetch(url, dest, sha256=sha256, timeout=timeout, retries=retries, progress=progress,
+                                on_retry=lambda notice: console.warn(notice.message))
             extract_mura_archive(archive, dest, progress=progress, overwrite=force)
 
     layout = read_layout(dest)

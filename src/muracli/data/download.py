@@ -8,7 +8,13 @@ dropped connection and a Ctrl-C without starting over:
 * a server that ignores ``Range`` (200 instead of 206) makes us start the part
   again from zero, and a 416 means the part already holds the whole file;
 * only a complete file that passed its checksum is renamed (atomically, after
-  fsync) to its final name, so a file with the final name is always whole.
+  fsync) to its final name, so a file with the final name is always whole;
+* retries are bounded three ways, so a server that drops every transfer gives
+  up in words instead of trying for ever: ``retries`` tries in a row that get
+  the part no further than it ever was, ``MAX_RETRIES_TOTAL`` in all, and none
+  starts more than ``RETRY_WINDOW_S`` after the part last grew. Pauses double
+  from ``BACKOFF_BASE_S`` up to ``BACKOFF_MAX_S``. Bytes a server sends again
+  from the start (it ignores ``Range``) are not progress.
 
 A file that fails its checksum is renamed to ``<name>.bad``: it is never
 used, a later run does not resume from it, and the user can still look at it
@@ -32,6 +38,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from muracli import __version__
 from muracli.errors import ChecksumError, ConfigError, DownloadError
@@ -39,8 +46,12 @@ from muracli.files import fsync_dir
 from muracli.progress import ProgressFn, silent
 
 CHUNK_SIZE = 1 << 20
-BACKOFF_BASE_S = 0.5  # first pause before a retry; doubles per failure (tests set it to 0)
+BACKOFF_BASE_S = 0.5  # first pause before a retry; doubles per retry without progress (tests set it to 0)
 BACKOFF_MAX_S = 8.0
+RETRIES = 5  # retries in a row that bring the part no further, by default
+MAX_RETRIES_TOTAL = 30  # retries in all, however much each one brought
+RETRY_WINDOW_S = 300.0  # no retry starts this long after the part last grew
+TIMEOUT_S = 30.0  # connect and read timeout: seconds without a byte before a try counts as failed
 MAX_RESTARTS = 4  # immediate re-requests (server renamed the file, stale part, ...) per download
 FALLBACK_NAME = "download.bin"
 USER_AGENT = f"mura/{__version__} (muracli; Python urllib)"
@@ -63,24 +74,50 @@ _CONTENT_RANGE_RE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
 _UNSATISFIED_RANGE_RE = re.compile(r"^bytes\s+\*/(\d+)$")
 
 
+@dataclass(frozen=True)
+class RetryNotice:
+    """One retry about to happen, for ``download``'s ``on_retry`` callback.
+
+    ``number`` counts retries from 1; ``reason`` says what failed; ``wait_s``
+    is the pause before the retry; ``held`` the bytes the part file holds and
+    ``total`` the file's size when the server said it.
+    """
+
+    number: int
+    reason: str
+    wait_s: float
+    held: int
+    total: int | None
+    part: Path
+
+    @property
+    def message(self) -> str:
+        return f"{self.reason}; retry {self.number} in {self.wait_s:.1f} s"
+
+
 def download(
     url: str,
     dest_dir: str | os.PathLike,
     *,
     sha256: str | None = None,
-    retries: int = 3,
-    timeout: float = 30.0,
+    retries: int = RETRIES,
+    timeout: float = TIMEOUT_S,
     progress: ProgressFn | None = None,
     filename: str | None = None,
+    on_retry: Callable[[RetryNotice], None] | None = None,
 ) -> Path:
     """Download ``url`` into ``dest_dir`` and return the path of the complete file.
 
     The name is ``filename``, else the server's Content-Disposition, else the
     last segment of the URL path (``download.bin`` if that is empty). An
     existing ``<name>.part`` is resumed with a Range request. A broken
-    connection is retried after a short back-off, resuming from what was
-    written; ``retries`` counts consecutive failures that brought no new bytes,
-    so a long download over a flaky link keeps going as long as it advances.
+    connection is retried after a back-off, resuming from what was written;
+    ``retries`` bounds the retries in a row that get the part no further than
+    it ever was, so a long download over a flaky link keeps going as long as
+    it advances (within ``MAX_RETRIES_TOTAL`` and ``RETRY_WINDOW_S``), and a
+    server that sends the same first bytes again and again does not.
+    ``timeout``: seconds to connect, and without a byte while reading.
+    ``on_retry`` is called with a ``RetryNotice`` before each pause.
 
     With ``sha256`` the file is verified (a resumed part is hashed first); a
     mismatch raises :class:`ChecksumError` and leaves the bytes in
@@ -90,12 +127,15 @@ def download(
     matches ``sha256`` or, with no checksum, the size the server announces.
 
     Progress: ``progress("download <name>", bytes_done, total_bytes_or_None)``.
-    Raises :class:`DownloadError` (network, HTTP status, disk) and
-    :class:`ConfigError` (invalid URL or checksum string).
+    Raises :class:`DownloadError` (network, HTTP status, disk; after the last
+    retry it names the URL, the bytes kept and how to resume) and
+    :class:`ConfigError` (invalid URL, checksum string, retries or timeout).
     """
     _check_url(url)
     if retries < 0:
         raise ConfigError(f"retries must be >= 0, got {retries}")
+    if not timeout > 0:
+        raise ConfigError(f"timeout must be a positive number of seconds, got {timeout}")
     if filename is not None and _safe_name(filename) != filename:
         raise ConfigError(f"invalid file name {filename!r}", "give a plain name without folders")
     dest = Path(dest_dir)
@@ -110,6 +150,7 @@ def download(
         expected=_parse_sha256(sha256),
         timeout=timeout,
         report=progress or silent,
+        on_retry=on_retry,
     )
     return transfer.run(retries)
 
@@ -117,9 +158,9 @@ def download(
 class _Retry(Exception):
     """A transient failure: pause, then try again from what the part holds."""
 
-    def __init__(self, message: str, progressed: bool = False):
+    def __init__(self, message: str, total: int | None = None):
         super().__init__(message)
-        self.progressed = progressed
+        self.total = total
 
 
 class _Restart(Exception):
@@ -134,16 +175,19 @@ class _Transfer:
     expected: str | None
     timeout: float
     report: ProgressFn
+    on_retry: Callable[[RetryNotice], None] | None = None
     resumed: bool = False  # the current part holds bytes from an earlier attempt or run
     fresh_retry_used: bool = False
     checked_finals: set[Path] = field(default_factory=set)
+    ignored_range: bool = False  # the server answered a Range request with the whole file
 
     def run(self, retries: int) -> Path:
         # Offline fast path: a final file that already matches the checksum needs no network.
         guess = self.dest / (self.name or _name_from_url(self.url))
         if self._final_is_complete(guess, total=None):
             return guess
-        failures = restarts = 0
+        restarts = 0
+        budget = _RetryBudget(retries, furthest=_size(self._part()))
         while True:
             try:
                 return self._attempt()
@@ -155,13 +199,32 @@ class _Transfer:
                         NETWORK_HINT,
                     ) from None
             except _Retry as exc:
-                failures = 0 if exc.progressed else failures + 1
-                if failures > retries:
-                    raise DownloadError(
-                        f"{exc} (gave up after {retries} {'retry' if retries == 1 else 'retries'})",
-                        NETWORK_HINT,
-                    ) from None
-                time.sleep(min(BACKOFF_BASE_S * 2 ** max(failures - 1, 0), BACKOFF_MAX_S))
+                part = self._part()
+                held = _size(part)
+                stop = budget.failed(held)
+                if stop:
+                    raise self._given_up(exc, stop, budget.retried, part, held) from None
+                notice = RetryNotice(budget.retried, str(exc), budget.wait_s(), held, exc.total, part)
+                if self.on_retry is not None:
+                    self.on_retry(notice)
+                time.sleep(notice.wait_s)
+
+    def _part(self) -> Path:
+        return self.dest / f"{self.name or _name_from_url(self.url)}.part"
+
+    def _given_up(self, exc: _Retry, why: str, retried: int, part: Path, held: int) -> DownloadError:
+        """The final error: what failed, the URL, the bytes kept, and how to go on."""
+        tries = f"{retried} {'retry' if retried == 1 else 'retries'}"
+        kept = f"{_bytes(held, exc.total)} kept in {part}" if held else "nothing received"
+        message = f"download of {_display_url(self.url)} failed after {tries} ({why}): {exc}; {kept}"
+        if self.ignored_range:
+            hint = ("the server ignores resume (Range) requests, so every try starts from zero; run the same "
+                    "command later or on another network, or download the file in a browser and run "
+                    "`mura download --archive FILE`")
+        else:
+            hint = ("run the same command again to resume from the .part file (--retries and --timeout allow "
+                    "more patience), or download the file in a browser and run `mura download --archive FILE`")
+        return DownloadError(message, hint)
 
     def _attempt(self) -> Path:
         name = self.name or _name_from_url(self.url)
@@ -199,6 +262,7 @@ class _Transfer:
                     raise _Restart()
             elif response.status == 200:
                 # Full body: either we sent no Range or the server ignores it.
+                self.ignored_range = self.ignored_range or offset > 0
                 offset, total = 0, _content_length(response)
             else:
                 raise DownloadError(
@@ -230,8 +294,7 @@ class _Transfer:
                     chunk = response.read1(CHUNK_SIZE)
                 except _NETWORK_ERRORS as exc:
                     raise _Retry(
-                        f"connection to {_host(self.url)} lost after {_bytes(done, total)}: {_reason(exc)}",
-                        progressed=done > offset,
+                        f"connection to {_host(self.url)} lost after {_bytes(done, total)}: {_reason(exc)}", total
                     ) from None
                 if not chunk:
                     break
@@ -248,10 +311,7 @@ class _Transfer:
             # http.client returns b"" (no exception) when the server closes early, so a
             # short body is only visible by comparing with the announced length.
             if total is not None and done < total:
-                raise _Retry(
-                    f"connection to {_host(self.url)} closed after {_bytes(done, total)}",
-                    progressed=done > offset,
-                )
+                raise _Retry(f"connection to {_host(self.url)} closed after {_bytes(done, total)}", total)
             try:
                 out.flush()
                 os.fsync(out.fileno())
@@ -314,6 +374,42 @@ class _Transfer:
             self.checked_finals.add(final)
             return _sha256_of(final) == self.expected
         return total is not None and final.stat().st_size == total
+
+
+class _RetryBudget:
+    """When to give up retrying: too many retries in a row without progress, in all, or for too long.
+
+    Progress means the part file ends past the furthest point it ever
+    reached, so bytes a server sends again from the start do not count.
+    """
+
+    def __init__(self, retries: int, *, furthest: int):
+        self.retries = retries
+        self.furthest = furthest
+        self.retried = 0  # retries so far
+        self.stale = 0  # retries in a row that failed without progress
+        self.attempts = 0
+        self.since = time.monotonic()  # when the part last grew (or the download began)
+
+    def failed(self, held: int) -> str | None:
+        """Record a failed try that left ``held`` bytes; why to stop, or None to retry."""
+        if held > self.furthest:
+            self.furthest, self.stale, self.since = held, 0, time.monotonic()
+        elif self.attempts:  # a retry that got nowhere (the first try is not a retry)
+            self.stale += 1
+        self.attempts += 1
+        if self.stale >= self.retries:
+            return f"the last {self.stale} got no further" if self.stale else "no retries allowed"
+        if self.retried >= MAX_RETRIES_TOTAL:
+            return f"at most {MAX_RETRIES_TOTAL} retries in all"
+        waited = time.monotonic() - self.since
+        if waited + self.wait_s() > RETRY_WINDOW_S:
+            return f"no progress for {waited:.0f} s"
+        self.retried += 1
+        return None
+
+    def wait_s(self) -> float:
+        return min(BACKOFF_BASE_S * 2**self.stale, BACKOFF_MAX_S)
 
 
 def _open(url: str, offset: int, timeout: float):
