@@ -56,9 +56,9 @@ _mura() {
             ;;
         stats)
             case "$prev" in
-                --data|--montage) _mura_complete_path -f; return 0 ;;
+                --data|--manifest|--montage) _mura_complete_path -f; return 0 ;;
             esac
-            opts="--data --json --montage -h --help"
+            opts="--data --manifest --json --montage -h --help"
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return 0
@@ -67,11 +67,11 @@ _mura() {
             ;;
         preprocess)
             case "$prev" in
-                --data|--out) _mura_complete_path -f; return 0 ;;
+                --data|--manifest|--out) _mura_complete_path -f; return 0 ;;
                 --size|--workers) return 0 ;;  # a value of your own: nothing to suggest
                 --fit) COMPREPLY=($(compgen -W "pad stretch crop" -- "$cur")); return 0 ;;
             esac
-            opts="--data --size --fit --out --workers --json -h --help"
+            opts="--data --manifest --size --fit --out --workers --json -h --help"
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return 0
@@ -80,7 +80,7 @@ _mura() {
             ;;
         train)
             case "$prev" in
-                --data|--cache|--weights|--out|--resume) _mura_complete_path -f; return 0 ;;
+                --data|--manifest|--cache|--weights|--out|--resume) _mura_complete_path -f; return 0 ;;
                 --image-size|--model|-m|--dropout|--max-views|--epochs|--batch-size|--lr|--weight-decay|--warmup-epochs|--rotate|--early-stop|--workers|--seed) return 0 ;;  # a value of your own: nothing to suggest
                 --fit) COMPREPLY=($(compgen -W "pad stretch crop" -- "$cur")); return 0 ;;
                 --init) COMPREPLY=($(compgen -W "kaiming xavier" -- "$cur")); return 0 ;;
@@ -89,7 +89,7 @@ _mura() {
                 --schedule) COMPREPLY=($(compgen -W "plateau cosine none" -- "$cur")); return 0 ;;
                 --aggregate) COMPREPLY=($(compgen -W "mean max vote" -- "$cur")); return 0 ;;
             esac
-            opts="--data --cache --image-size --fit --model -m --pretrained --no-pretrained --weights --freeze-backbone --dropout --init --study-model --view-pool --max-views --epochs --batch-size --lr --optimizer --weight-decay --schedule --warmup-epochs --class-weights --no-class-weights --balanced --no-balanced --augment --no-augment --rotate --early-stop --aggregate --gpu --cpu --amp --no-amp --compile --workers --seed --out --resume --json -h --help"
+            opts="--data --manifest --cache --image-size --fit --model -m --pretrained --no-pretrained --weights --freeze-backbone --dropout --init --study-model --view-pool --max-views --epochs --batch-size --lr --optimizer --weight-decay --schedule --warmup-epochs --class-weights --no-class-weights --balanced --no-balanced --augment --no-augment --rotate --early-stop --aggregate --gpu --cpu --amp --no-amp --compile --workers --seed --out --resume --json -h --help"
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return 0
@@ -98,13 +98,13 @@ _mura() {
             ;;
         evaluate)
             case "$prev" in
-                --data|--cache|--out) _mura_complete_path -f; return 0 ;;
+                --data|--manifest|--cache|--out) _mura_complete_path -f; return 0 ;;
                 --split) COMPREPLY=($(compgen -W "train valid" -- "$cur")); return 0 ;;
                 --metric) COMPREPLY=($(compgen -W "kappa auc accuracy f1 sensitivity specificity all" -- "$cur")); return 0 ;;
                 --aggregate) COMPREPLY=($(compgen -W "mean max vote" -- "$cur")); return 0 ;;
                 --threshold|--bootstrap|--seed|--batch-images) return 0 ;;  # a value of your own: nothing to suggest
             esac
-            opts="--data --cache --split --metric --aggregate --threshold --bootstrap --seed --gpu --cpu --amp --no-amp --batch-images --out --json -h --help"
+            opts="--data --manifest --cache --split --metric --aggregate --threshold --bootstrap --seed --gpu --cpu --amp --no-amp --batch-images --out --json -h --help"
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return 0

@@ -38,12 +38,14 @@ complete -c mura -n '__fish_seen_subcommand_from download' -s h -l help -d 'Show
 
 # mura stats
 complete -c mura -n '__fish_seen_subcommand_from stats' -l data -r -F -d 'The folder holding MURA-v1.1/ (or that folder itself)'
+complete -c mura -n '__fish_seen_subcommand_from stats' -l manifest -r -F -d 'Instead of --data: a CSV manifest of your own images (path,label,stud...'
 complete -c mura -n '__fish_seen_subcommand_from stats' -l json -d 'Print the breakdown as JSON'
 complete -c mura -n '__fish_seen_subcommand_from stats' -l montage -r -F -d 'Also draw example normal/abnormal images per body part into this PNG'
 complete -c mura -n '__fish_seen_subcommand_from stats' -s h -l help -d 'Show the help and exit'
 
 # mura preprocess
 complete -c mura -n '__fish_seen_subcommand_from preprocess' -l data -r -F -d 'The folder holding MURA-v1.1/ (or that folder itself)'
+complete -c mura -n '__fish_seen_subcommand_from preprocess' -l manifest -r -F -d 'Instead of --data: a CSV manifest of your own images (path,label,stud...'
 complete -c mura -n '__fish_seen_subcommand_from preprocess' -l size -x -d 'Side of the square images, in pixels'
 complete -c mura -n '__fish_seen_subcommand_from preprocess' -l fit -x -a 'pad stretch crop' -d 'pad: keep the aspect ratio, pad with black; stretch: resize both side...'
 complete -c mura -n '__fish_seen_subcommand_from preprocess' -l out -r -F -d 'Cache folder'
@@ -53,6 +55,7 @@ complete -c mura -n '__fish_seen_subcommand_from preprocess' -s h -l help -d 'Sh
 
 # mura train
 complete -c mura -n '__fish_seen_subcommand_from train' -l data -r -F -d 'The folder holding MURA-v1.1/ (or that folder itself)'
+complete -c mura -n '__fish_seen_subcommand_from train' -l manifest -r -F -d 'Train on the images a CSV manifest lists (path,label,study,split[,bod...'
 complete -c mura -n '__fish_seen_subcommand_from train' -l cache -r -F -d 'Train on this preprocess cache (see mura preprocess)'
 complete -c mura -n '__fish_seen_subcommand_from train' -l image-size -x -d 'Input size in pixels (square)'
 complete -c mura -n '__fish_seen_subcommand_from train' -l fit -x -a 'pad stretch crop' -d 'How images were made square in the cache'
@@ -96,6 +99,7 @@ complete -c mura -n '__fish_seen_subcommand_from train' -s h -l help -d 'Show th
 
 # mura evaluate
 complete -c mura -n '__fish_seen_subcommand_from evaluate' -l data -r -F -d 'The folder holding MURA-v1.1/ (or that folder itself)'
+complete -c mura -n '__fish_seen_subcommand_from evaluate' -l manifest -r -F -d 'Instead of --data: a CSV manifest of your own images (path,label,stud...'
 complete -c mura -n '__fish_seen_subcommand_from evaluate' -l cache -r -F -d 'Evaluate on this preprocess cache (it must hold the model\'s image size)'
 complete -c mura -n '__fish_seen_subcommand_from evaluate' -l split -x -a 'train valid' -d 'The split to evaluate'
 complete -c mura -n '__fish_seen_subcommand_from evaluate' -l metric -x -a 'kappa auc accuracy f1 sensitivity specificity all' -d 'The metric to show first; all: a table per body part'

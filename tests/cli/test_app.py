@@ -94,12 +94,12 @@ def test_mura_debug_env_shows_the_traceback(tmp_path):
 
 
 def test_unexpected_exceptions_are_one_line(cli, monkeypatch):
-    import muracli.data.layout as layout
+    import muracli.data.dataset as dataset
 
     def boom(*args, **kwargs):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(layout, "read_layout", boom)
+    monkeypatch.setattr(dataset, "read_dataset", boom)
     result = cli("stats")
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: unexpected RuntimeError: kaboom")

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from muracli.cli import console
 from muracli.choices import METRICS
-from muracli.cli.options import Aggregate, DataOption, Split, choice_enum, examples
+from muracli.cli.options import Aggregate, DataOption, ManifestOption, Split, choice_enum, examples
 
 if TYPE_CHECKING:
     from muracli.evaluation.evaluate import Evaluation
@@ -22,6 +22,9 @@ EXAMPLES = examples(
 
   # everything, per body part, with 95% bootstrap intervals, saved to a folder
   mura evaluate runs/cnn-20260101-120000 --bootstrap 1000 --out eval/cnn
+
+  # a run trained with --manifest finds its manifest again; or name one
+  mura evaluate runs/mine --manifest other/manifest.csv
 
   # a checkpoint file, max over views instead of the mean, as JSON
   mura evaluate runs/cnn-20260101-120000/last.pt --aggregate max --json
@@ -46,6 +49,7 @@ def evaluate(
         typer.Argument(metavar="RUN_DIR|CHECKPOINT", help="A run directory (its best.pt), a .pt file, or nothing for the latest run.", show_default=False),
     ] = None,
     data: DataOption = None,
+    manifest: ManifestOption = None,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Evaluate on this preprocess cache (it must hold the model's image size).")] = None,
     split: Annotated[Split, typer.Option("--split", help="The split to evaluate.")] = Split.valid,
     metric: Annotated[Metric, typer.Option("--metric", help="The metric to show first; all: a table per body part.")] = Metric.all,
@@ -75,6 +79,7 @@ def evaluate(
         evaluation = evaluate_run(
             target,
             data=data,
+            manifest=manifest,
             cache=cache,
             split=split.value,
             aggregate=aggregate.value if aggregate else None,

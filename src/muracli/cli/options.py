@@ -48,6 +48,15 @@ DataOption = Annotated[
     ),
 ]
 
+ManifestOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--manifest",
+        help="Instead of --data: a CSV manifest of your own images (path,label,study,split[,body_part,patient]).",
+        show_default=False,
+    ),
+]
+
 
 def config_parameters(config: type) -> list[inspect.Parameter]:
     """One Typer option per field of the dataclass ``config`` that has a help line.

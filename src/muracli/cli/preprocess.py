@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from muracli.cli import console
-from muracli.cli.options import DataOption, Fit, examples
+from muracli.cli.options import DataOption, Fit, ManifestOption, examples
 
 if TYPE_CHECKING:
     from muracli.data.cache import Cache
@@ -23,8 +23,10 @@ EPILOG = examples("""
     mura preprocess --data ~/datasets --size 224 --fit stretch
     mura preprocess --out /scratch/mura-320 --workers 8
     mura preprocess --json | jq .counts
+    mura preprocess --manifest mine/manifest.csv --size 224
 """) + (
-    "\n\nThe cache goes to <data>/mura-cache/<size>px-<fit>-<fingerprint>/ unless --out is given; a changed "
+    "\n\nThe cache goes to <data>/mura-cache/<size>px-<fit>-<fingerprint>/ (with --manifest: beside the "
+    "manifest) unless --out is given; a changed "
     "dataset or other options make a new folder. Run the same command again after an interruption to resume. "
     'Unreadable images are skipped and listed (manifest.json, "skipped").'
 )
@@ -36,6 +38,7 @@ def register(app: typer.Typer) -> None:
 
 def preprocess(
     data: DataOption = None,
+    manifest: ManifestOption = None,
     size: Annotated[int, typer.Option("--size", min=16, max=4096, help="Side of the square images, in pixels.")] = 320,
     fit: Annotated[
         Fit,
@@ -63,7 +66,8 @@ def preprocess(
 
     started = time.perf_counter()
     with console.RichProgress() as progress:
-        cache = build_cache(data, size=size, fit=fit.value, out=out, workers=workers, progress=progress)
+        cache = build_cache(data, manifest=manifest, size=size, fit=fit.value, out=out, workers=workers,
+                            progress=progress)
     seconds = time.perf_counter() - started
 
     if json_output:

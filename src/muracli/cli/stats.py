@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from muracli.cli import console
-from muracli.cli.options import DataOption, examples
+from muracli.cli.options import DataOption, ManifestOption, examples
 
 if TYPE_CHECKING:
     from muracli.data.layout import MuraLayout
@@ -18,6 +18,7 @@ EXAMPLES = examples(
   mura stats                              # ./data or $MURA_DATA
   mura stats --data ~/datasets --json     # for scripts
   mura stats --montage montage.png        # example images per body part
+  mura stats --manifest mine/manifest.csv # your own labelled images
 """
 )
 
@@ -28,15 +29,16 @@ def register(app: typer.Typer) -> None:
 
 def stats(
     data: DataOption = None,
+    manifest: ManifestOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the breakdown as JSON.")] = False,
     montage: Annotated[
         Optional[Path], typer.Option("--montage", help="Also draw example normal/abnormal images per body part into this PNG.")
     ] = None,
 ) -> None:
     """Studies (normal/abnormal), images and views per study, per split and body part."""
-    from muracli.data.layout import read_layout
+    from muracli.data.dataset import read_dataset
 
-    layout = read_layout(data)
+    layout = read_dataset(data, manifest=manifest)
     if montage is not None:
         from muracli.data.montage import draw_montage
 
@@ -56,11 +58,14 @@ def stats(
 
 def render_layout(layout: "MuraLayout") -> None:
     """The breakdown table and a summary of the layout's problems."""
+    from rich.markup import escape
     from rich.table import Table
 
     from muracli.data.stats import breakdown
 
-    table = Table(title=f"MURA at {layout.root}", title_justify="left")
+    title = f"Manifest {layout.root}" if layout.kind == "manifest" else f"MURA at {layout.root}"
+    console.out.print(escape(title), soft_wrap=True)  # a line of its own: a long path is never wrapped
+    table = Table()
     for name, justify in [
         ("split", "left"), ("part", "left"), ("patients", "right"), ("normal", "right"),
         ("abnormal", "right"), ("studies", "right"), ("images", "right"), ("views", "right"),

@@ -159,10 +159,12 @@ def build_cache(
     workers: int | None = None,
     progress: "ProgressFn | None" = None,
     layout: "MuraLayout | None" = None,
+    manifest: str | os.PathLike[str] | None = None,
 ) -> Cache:
     """Decode, greyscale and fit every listed image once into a cache folder.
 
-    ``data`` is the dataset folder (or pass a parsed ``layout``); ``out`` the
+    ``data`` is the dataset folder, or ``manifest`` a CSV manifest of images
+    (``muracli.data.manifest``), or pass a parsed ``layout``; ``out`` the
     cache folder (default ``default_cache_dir``). ``workers``: processes
     (default every available core; 0 decodes in this process). Progress is
     reported as ``progress("preprocess <split>", done, total)``.
@@ -177,11 +179,12 @@ def build_cache(
     there is none), so a script that calls this must do so under
     ``if __name__ == "__main__":``, as with any multiprocessing code.
     """
-    from muracli.data.layout import SPLITS, read_layout
+    from muracli.data.dataset import read_dataset
+    from muracli.data.layout import SPLITS
 
     size, fit = _check_options(size, fit, workers)
     if layout is None:
-        layout = read_layout(data)
+        layout = read_dataset(data, manifest=manifest)
     try:
         fingerprint = layout.fingerprint()
     except OSError as exc:

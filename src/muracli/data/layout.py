@@ -10,7 +10,9 @@ MURA ships four header-less CSVs beside its ``train/`` and ``valid/`` folders:
 Paths are relative to the folder that holds ``MURA-v1.1/``. ``read_layout``
 turns them into an image table and a study table and lists every problem it
 finds instead of stopping at the first, so a user can fix a broken copy in
-one go.
+one go. A dataset of one's own radiographs listed in a CSV manifest
+(``muracli.data.manifest``) becomes the same ``MuraLayout``, so every
+command reads either one the same way (``muracli.data.dataset``).
 """
 
 from __future__ import annotations
@@ -62,14 +64,16 @@ class Problem:
 
 @dataclass
 class MuraLayout:
-    """A parsed MURA tree.
+    """A parsed MURA tree, or a manifest's dataset (``kind`` ``mura`` or ``manifest``).
 
+    ``root`` is the ``MURA-v1.1`` folder, or the manifest CSV itself.
     ``images`` has one row per listed image that exists on disk, with columns
-    split, body_part, patient, study (the study path as in the CSVs, trailing
-    slash included), view (the N of imageN), label (0 normal, 1 abnormal),
-    path (as in the CSV) and abs_path. ``studies`` has one row per study with
-    at least one image: split, body_part, patient, study, label, n_images,
-    abs_path.
+    split, body_part, patient, study (MURA: the study path as in the CSVs,
+    trailing slash included; a manifest: its study name), view (the N of
+    imageN; a manifest: the image's place in its study, from 1), label (0
+    normal, 1 abnormal), path (as in the CSV) and abs_path. ``studies`` has
+    one row per study with at least one image: split, body_part, patient,
+    study, label, n_images, abs_path (the folder that holds its images).
     """
 
     root: Path
@@ -77,10 +81,11 @@ class MuraLayout:
     studies: "pd.DataFrame"
     problems: list[Problem] = field(default_factory=list)
     junk_files: int = 0
+    kind: str = "mura"
 
     @property
     def base(self) -> Path:
-        """The folder that holds ``MURA-v1.1/``; CSV paths are relative to it."""
+        """The folder that holds ``MURA-v1.1/`` (or the manifest); the default cache goes under it."""
         return self.root.parent
 
     @property
@@ -101,9 +106,12 @@ class MuraLayout:
         added or replaced image changes it, so a stale cache is never reused.
         """
         digest = hashlib.sha256()
-        for split in SPLITS:
-            for kind in ("image_paths", "labeled_studies"):
-                digest.update((self.root / f"{split}_{kind}.csv").read_bytes())
+        if self.kind == "manifest":
+            digest.update(b"manifest\0" + self.root.read_bytes())
+        else:
+            for split in SPLITS:
+                for kind in ("image_paths", "labeled_studies"):
+                    digest.update((self.root / f"{split}_{kind}.csv").read_bytes())
         for path in self.images["abs_path"]:
             st = os.stat(path)
             digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -122,7 +130,8 @@ def resolve_root(data: Path | str | None = None) -> Path:
     if not given.exists():
         raise DataError(f"data folder {given} ({where}) does not exist", DOWNLOAD_HINT)
     if not given.is_dir():
-        raise DataError(f"{given} ({where}) is not a folder", DOWNLOAD_HINT)
+        hint = f"for a CSV manifest of your own images pass --manifest {given}" if given.suffix.lower() == ".csv" else DOWNLOAD_HINT
+        raise DataError(f"{given} ({where}) is not a folder", hint)
     for candidate in (given, given / ROOT_NAME):
         if (candidate / "train_image_paths.csv").is_file():
             return candidate.resolve()
@@ -196,28 +205,36 @@ def read_layout(data: Path | str | None = None, *, scan_disk: bool = True) -> Mu
     columns = ["split", "body_part", "patient", "study", "view", "label", "path", "abs_path"]
     images = pd.DataFrame(image_rows, columns=columns + ["suffix_label"])[columns]
     images = images.astype({"view": "int64", "label": "int64"})
-    studies = _study_table(images, root)
-
-    shared = set(studies.loc[studies.split == "train", "patient"]) & set(studies.loc[studies.split == "valid", "patient"])
-    for patient in sorted(shared):
-        problems.append(Problem("patient_overlap", "patient appears in both train and valid", patient, "error"))
-
+    studies = study_table(images)
+    problems.extend(patient_overlap(studies))
     return MuraLayout(root=root, images=images, studies=studies, problems=problems, junk_files=junk)
 
 
-def _study_table(images: "pd.DataFrame", root: Path) -> "pd.DataFrame":
+def study_table(images: "pd.DataFrame") -> "pd.DataFrame":
+    """One row per study of ``images``; its abs_path is the folder that holds its images."""
     import pandas as pd
 
     if images.empty:
         return pd.DataFrame(columns=["split", "body_part", "patient", "study", "label", "n_images", "abs_path"])
+    images = images.assign(folder=[os.path.dirname(p) for p in images["abs_path"]])
     studies = (
         images.groupby("study", sort=False)
         .agg(split=("split", "first"), body_part=("body_part", "first"), patient=("patient", "first"),
-             label=("label", "first"), n_images=("path", "size"))
+             label=("label", "first"), n_images=("path", "size"), abs_path=("folder", _common_folder))
         .reset_index()
     )
-    studies["abs_path"] = [str(root.joinpath(*s.rstrip("/").split("/")[1:])) for s in studies["study"]]
     return studies[["split", "body_part", "patient", "study", "label", "n_images", "abs_path"]]
+
+
+def _common_folder(folders: "pd.Series") -> str:
+    unique = set(folders)
+    return unique.pop() if len(unique) == 1 else os.path.commonpath(sorted(unique))
+
+
+def patient_overlap(studies: "pd.DataFrame") -> list[Problem]:
+    """An error per patient with studies in both train and valid (a leak between the splits)."""
+    shared = set(studies.loc[studies.split == "train", "patient"]) & set(studies.loc[studies.split == "valid", "patient"])
+    return [Problem("patient_overlap", "patient appears in both train and valid", p, "error") for p in sorted(shared)]
 
 
 def _read_csv_column(path: Path) -> Iterable[str]:

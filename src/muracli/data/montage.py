@@ -1,6 +1,7 @@
 """A contact sheet of the data: normal and abnormal examples per study type.
 
-One row per body part, a couple of normal studies then a couple of abnormal
+One row per body part (MURA's seven, then any other a dataset has, such as a
+manifest's ``unknown``), a couple of normal studies then a couple of abnormal
 ones (as in figures 2-3 of the MURA thesis), each tile labelled. For a
 synthetic dataset the ground-truth finding boxes in
 ``MURA-v1.1/synthetic_findings.csv`` are outlined, and abnormal examples are
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
+from muracli.data.decode import read_greyscale
 from muracli.data.layout import BODY_PARTS
-from muracli.errors import DataError
+from muracli.errors import DataError, ImageReadError
 
 if TYPE_CHECKING:
     from muracli.data.layout import MuraLayout
@@ -44,9 +46,10 @@ def draw_montage(layout: "MuraLayout", out: Path | str, *, seed: int = 0, per_cl
     boxes = _finding_boxes(layout.root / "synthetic_findings.csv")
     rng = np.random.default_rng(seed)
     columns = 2 * per_class
+    parts = [*BODY_PARTS, *sorted(set(layout.studies["body_part"]) - set(BODY_PARTS))]
     width = LABEL_WIDTH + columns * (TILE + GAP) + GAP
     row_height = TILE + CAPTION + GAP
-    height = HEADER + len(BODY_PARTS) * row_height + GAP
+    height = HEADER + len(parts) * row_height + GAP
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     title_font, label_font, small_font = _font(22), _font(17), _font(14)
@@ -64,7 +67,7 @@ def draw_montage(layout: "MuraLayout", out: Path | str, *, seed: int = 0, per_cl
     draw.text((x_abnormal, HEADER - 22), "abnormal", fill=ABNORMAL_COLOUR, font=small_font)
 
     images = layout.images
-    for row, part in enumerate(BODY_PARTS):
+    for row, part in enumerate(parts):
         top = HEADER + row * row_height
         name = part.removeprefix("XR_").title()
         counts = layout.studies[layout.studies["body_part"] == part]["label"]
@@ -119,11 +122,9 @@ def _pick(candidates, n: int, rng: np.random.Generator, boxes: dict | None) -> l
 
 def _paste_tile(sheet: Image.Image, abs_path: str, x: int, y: int, finding: list) -> None:
     tile = Image.new("RGB", (TILE, TILE), TILE_BACKGROUND)
-    try:
-        with Image.open(abs_path) as img:
-            img.load()
-            grey = ImageOps.grayscale(img) if img.mode not in ("L", "I;16", "I") else img.convert("L")
-    except (OSError, ValueError):
+    try:  # the decoder the cache uses: DICOM (windowed), 16-bit PNG, EXIF orientation
+        grey = Image.fromarray(read_greyscale(abs_path))  # uint8 H x W: mode L
+    except ImageReadError:
         d = ImageDraw.Draw(tile)
         d.text((12, TILE // 2 - 8), "unreadable image", fill=MUTED, font=_font(14))
         sheet.paste(tile, (x, y))

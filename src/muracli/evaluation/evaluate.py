@@ -81,6 +81,7 @@ def evaluate_run(
     target: Path | str | None = None,
     *,
     data: Path | str | None = None,
+    manifest: Path | str | None = None,
     cache: Path | str | None = None,
     split: str = "valid",
     aggregate: str | None = None,
@@ -97,14 +98,18 @@ def evaluate_run(
     """Evaluate a run directory, a checkpoint file or (``target=None``) the latest run.
 
     ``aggregate`` and ``threshold`` default to the checkpoint's (its training
-    config). ``cache`` wins over ``data``; with neither, the data the run was
-    trained on is used when it is still there, else ``$MURA_DATA`` / ``./data``
+    config). ``cache`` wins over ``data`` (a MURA folder) or ``manifest`` (a
+    CSV manifest); with none, the data the run was trained on (a MURA folder
+    or a manifest) is used when it is still there, else ``$MURA_DATA`` / ``./data``
     - in every case the cache at the checkpoint's image size and fit is opened
     or built. ``device`` is ``auto``, ``cpu`` or ``cuda``; ``batch_images``
     bounds the images per forward pass. ``bootstrap`` > 0 adds 95% (``level``)
     percentile intervals over studies, reproducible for a ``seed``.
     """
     started = time.monotonic()
+    from muracli.data.dataset import check_one_source
+
+    check_one_source(data, manifest)
     _check_options(split=split, batch_images=batch_images, bootstrap=bootstrap, level=level, aggregate=aggregate,
                    threshold=threshold)
 
@@ -118,7 +123,7 @@ def evaluate_run(
     notes: list[str] = []
     from muracli.runtime.caches import locate_cache
 
-    opened = locate_cache(loaded, data=data, cache=cache, notes=notes, progress=progress)
+    opened = locate_cache(loaded, data=data, manifest=manifest, cache=cache, notes=notes, progress=progress)
     cache_split = opened.split(split)
     if len(cache_split.index) == 0:
         raise DataError(

@@ -29,8 +29,9 @@ def open_or_build_cache(
     fit: str = "pad",
     world: World = World(),
     progress: ProgressFn | None = None,
+    manifest: str | Path | None = None,
 ):
-    """The cache at ``cache``, else the one for (``data``, ``size``, ``fit``), built if missing.
+    """The cache at ``cache``, else the one for (``data`` or ``manifest``, ``size``, ``fit``), built if missing.
 
     Under DDP only rank 0 builds; the others wait at a barrier and then open it.
     """
@@ -45,9 +46,9 @@ def open_or_build_cache(
                 f"omit --image-size to use the cache's size, or run `mura preprocess --size {size}`",
             )
         return opened
-    from muracli.data.layout import read_layout
+    from muracli.data.dataset import read_dataset
 
-    layout = read_layout(data)
+    layout = read_dataset(data, manifest=manifest)
     path = default_cache_dir(layout, size, fit)
     if world.is_main:
         try:
@@ -68,14 +69,15 @@ def locate_cache(
     cache: Path | str | None = None,
     notes: list[str] | None = None,
     progress: ProgressFn | None = None,
+    manifest: Path | str | None = None,
 ) -> "Cache":
     """The cache to evaluate ``loaded`` on, at its image size and fit.
 
-    In order: ``cache`` (must hold the checkpoint's image size); ``data``;
-    the cache the run was trained on, if it still exists at the right size
-    and fit; the dataset it was trained on, if it is still there; finally
-    ``$MURA_DATA`` / ``./data``. Caches are found or built by
-    ``open_or_build_cache``.
+    In order: ``cache`` (must hold the checkpoint's image size); ``data`` or
+    ``manifest``; the cache the run was trained on, if it still exists at the
+    right size and fit; the dataset it was trained on (a MURA folder or a
+    manifest), if it is still there; finally ``$MURA_DATA`` / ``./data``.
+    Caches are found or built by ``open_or_build_cache``.
     """
     from muracli.data.cache import open_cache
     from muracli.runtime.caches import open_or_build_cache
@@ -92,8 +94,8 @@ def locate_cache(
         if opened.fit != fit:
             notes.append(f"the cache at {opened.path} was made with --fit {opened.fit}; the model was trained on --fit {fit}")
         return opened
-    if data is not None:
-        return open_or_build_cache(data=data, size=size, fit=fit, progress=progress)
+    if data is not None or manifest is not None:
+        return open_or_build_cache(data=data, manifest=manifest, size=size, fit=fit, progress=progress)
 
     recorded_caches, recorded_data = _recorded_sources(loaded)
     for candidate in recorded_caches:
@@ -106,6 +108,8 @@ def locate_cache(
         if opened.size == size and opened.fit == fit:
             return opened
     for candidate in recorded_data:
+        if candidate.is_file():  # a manifest (a MURA dataset is a folder)
+            return open_or_build_cache(manifest=candidate, size=size, fit=fit, progress=progress)
         if candidate.exists():
             return open_or_build_cache(data=candidate, size=size, fit=fit, progress=progress)
     if recorded_caches or recorded_data:
@@ -114,8 +118,9 @@ def locate_cache(
 
 
 def _recorded_sources(loaded: "LoadedModel") -> tuple[list[Path], list[Path]]:
-    """Caches and dataset folders the run was trained on: from the run's
-    config.json (``data.cache``, ``data.root``) and the checkpoint's config."""
+    """Caches and datasets (MURA folders, manifest files) the run was trained on: from
+    the run's config.json (``data.cache``, ``data.root``) and the checkpoint's config
+    (``cache``, ``manifest``, ``data``)."""
     caches: list[Path] = []
     roots: list[Path] = []
     record = _run_record(loaded.path.parent)
@@ -125,7 +130,7 @@ def _recorded_sources(loaded: "LoadedModel") -> tuple[list[Path], list[Path]]:
     for value in (recorded.get("cache"), config.get("cache")):
         if isinstance(value, str) and value and Path(value) not in caches:
             caches.append(Path(value))
-    for value in (recorded.get("root"), config.get("data")):
+    for value in (recorded.get("root"), config.get("manifest"), config.get("data")):
         if isinstance(value, str) and value and Path(value) not in roots:
             roots.append(Path(value))
     return caches, roots

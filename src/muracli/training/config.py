@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from muracli.batches.augment_options import AugmentConfig
 from muracli.choices import AGGREGATES, DEVICES, FITS, INITS, OPTIMIZERS, SCHEDULES, VIEW_POOLS, check_choice
+from muracli.data.dataset import check_one_source
 from muracli.errors import ConfigError
 
 
@@ -74,6 +75,10 @@ class TrainConfig:
     # -- data
     data: str | None = option(
         None, "The folder holding MURA-v1.1/ (or that folder itself). Default: $MURA_DATA, else ./data.",
+        path=True, execution=True,
+    )
+    manifest: str | None = option(
+        None, "Train on the images a CSV manifest lists (path,label,study,split[,body_part,patient]), not MURA.",
         path=True, execution=True,
     )
     cache: str | None = option(None, "Train on this preprocess cache (see `mura preprocess`).", path=True, execution=True)
@@ -143,6 +148,7 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message, hint)
 
+        check_one_source(self.data, self.manifest)
         check(self.lr > 0, "--lr must be positive")
         check(0.0 < self.threshold < 1.0, "--threshold must be in (0, 1)")
         check(not (self.pretrained and self.weights), "--pretrained and --weights both given",

@@ -37,7 +37,7 @@ def load_train_data(config: TrainConfig, world: World, device: torch.device, pro
     from muracli.batches.datasets import image_loader
 
     cache = open_or_build_cache(
-        data=config.data, cache=config.cache, size=config.image_size, fit=config.fit, world=world, progress=progress
+        data=config.data, manifest=config.manifest, cache=config.cache, size=config.image_size, fit=config.fit, world=world, progress=progress
     )
     train, valid = cache.split("train"), cache.split("valid")
     if len(train.index) == 0 or len(valid.index) == 0:
