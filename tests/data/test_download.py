@@ -256,8 +256,8 @@ def test_unreachable_host_hints_at_archive(tmp_path):
         port = s.getsockname()[1]
     with pytest.raises(DownloadError) as caught:
         download(f"http://127.0.0.1:{port}/MURA-v1.1.zip", tmp_path, retries=1)
-    assert "cannot connect" in caught.value.message
-    assert "--archive" in caught.value.hint
+    assert "cannot connect" in caught.value.message and "nothing received" in caught.value.message
+    assert "--archive" in caught.value.hint and "check the URL" in caught.value.hint
 
 
 @pytest.mark.parametrize("timeout", [0, -1.0])

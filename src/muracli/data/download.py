@@ -221,6 +221,8 @@ class _Transfer:
             hint = ("the server ignores resume (Range) requests, so every try starts from zero; run the same "
                     "command later or on another network, or download the file in a browser and run "
                     "`mura download --archive FILE`")
+        elif not held:
+            hint = NETWORK_HINT
         else:
             hint = ("run the same command again to resume from the .part file (--retries and --timeout allow "
                     "more patience), or download the file in a browser and run `mura download --archive FILE`")
