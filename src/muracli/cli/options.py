@@ -20,6 +20,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from muracli import choices
+from muracli.data.layout import BODY_PART_HELP
 
 
 def examples(text: str) -> str:
@@ -46,6 +47,12 @@ DataOption = Annotated[
         help="The folder holding MURA-v1.1/ (or that folder itself). Default: $MURA_DATA, else ./data.",
         show_default=False,
     ),
+]
+
+
+BodyPartOption = Annotated[
+    Optional[str],
+    typer.Option("--body-part", help=BODY_PART_HELP, show_default=False),
 ]
 
 

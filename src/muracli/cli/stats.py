@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from muracli.cli import console
-from muracli.cli.options import DataOption, examples
+from muracli.cli.options import BodyPartOption, DataOption, examples
 
 if TYPE_CHECKING:
     from muracli.data.layout import MuraLayout
@@ -18,6 +18,7 @@ EXAMPLES = examples(
   mura stats                              # ./data or $MURA_DATA
   mura stats --data ~/datasets --json     # for scripts
   mura stats --montage montage.png        # example images per body part
+  mura stats --body-part XR_WRIST,XR_HAND # those body parts only
 """
 )
 
@@ -32,11 +33,14 @@ def stats(
     montage: Annotated[
         Optional[Path], typer.Option("--montage", help="Also draw example normal/abnormal images per body part into this PNG.")
     ] = None,
+    body_part: BodyPartOption = None,
 ) -> None:
     """Studies (normal/abnormal), images and views per study, per split and body part."""
     from muracli.data.layout import read_layout
+    from muracli.data.layout import parse_body_parts
 
-    layout = read_layout(data)
+    parts = parse_body_parts(body_part)  # a typo fails before the dataset is read
+    layout = read_layout(data).restricted(parts)
     if montage is not None:
         from muracli.data.montage import draw_montage
 
@@ -60,7 +64,8 @@ def render_layout(layout: "MuraLayout") -> None:
 
     from muracli.data.stats import breakdown
 
-    table = Table(title=f"MURA at {layout.root}", title_justify="left")
+    only = f" ({', '.join(layout.body_parts)} only)" if layout.body_parts else ""
+    table = Table(title=f"MURA at {layout.root}{only}", title_justify="left")
     for name, justify in [
         ("split", "left"), ("part", "left"), ("patients", "right"), ("normal", "right"),
         ("abnormal", "right"), ("studies", "right"), ("images", "right"), ("views", "right"),
