@@ -123,17 +123,8 @@ def evaluate_run(
     body_parts = parse_body_parts(trained_with.get("body_parts")) if asked_parts is None else asked_parts
 
     notes: list[str] = []
-    from muracli.runtime.caches import locate_cache
-
-    opened = locate_cache(loaded, data=data, cache=cache, notes=notes, progress=progress, body_parts=body_parts)
-    cache_split = opened.split(split, body_parts)
-    if len(cache_split.index) == 0:
-        parts = f" of {', '.join(body_parts)}" if body_parts else ""
-        raise DataError(
-            f"the {split} split of the cache at {opened.path} has no images{parts}",
-            "check the dataset with `mura stats`" + (" --body-part ..." if body_parts else ""),
-        )
-
+    opened, cache_split = _split_to_score(loaded, data=data, cache=cache, split=split, body_parts=body_parts,
+                                          notes=notes, progress=progress)
     scores = score_split(
         loaded,
         cache_split,
@@ -166,6 +157,22 @@ def evaluate_run(
         evaluation.files = write_outputs(evaluation, out)
     evaluation.seconds = time.monotonic() - started
     return evaluation
+
+
+def _split_to_score(loaded: "LoadedModel", *, data, cache, split: str, body_parts: list[str] | None,
+                    notes: list[str], progress: ProgressFn | None):
+    """The cache to evaluate on (``runtime.caches.locate_cache``) and its split, of ``body_parts`` only."""
+    from muracli.runtime.caches import locate_cache
+
+    opened = locate_cache(loaded, data=data, cache=cache, notes=notes, progress=progress, body_parts=body_parts)
+    cache_split = opened.split(split, body_parts)
+    if len(cache_split.index) == 0:
+        parts = f" of {', '.join(body_parts)}" if body_parts else ""
+        raise DataError(
+            f"the {split} split of the cache at {opened.path} has no images{parts}",
+            "check the dataset with `mura stats`" + (" --body-part ..." if body_parts else ""),
+        )
+    return opened, cache_split
 
 
 def _check_options(*, split: str, batch_images: int, bootstrap: int, level: float, aggregate: str | None,
