@@ -3,8 +3,9 @@
 ``config.json`` (every option, versions, data fingerprint, device),
 ``metrics.csv`` (one row per epoch), ``best.pt``, ``last.pt``, ``log.txt``,
 ``curves.png`` and, for a run that chooses its checkpoint on a part of train
-(``--select-on train:FRACTION``), ``selection.csv``: the studies held out. The latest run is recorded in a small state file so
-that ``mura evaluate`` and ``mura predict`` can default to it.
+(``--select-on train:FRACTION``), ``selection.csv``: the studies held out.
+The latest run is recorded in a small state file so that ``mura evaluate``
+and ``mura predict`` can default to it.
 """
 
 from __future__ import annotations

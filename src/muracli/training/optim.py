@@ -28,8 +28,8 @@ class Schedule:
 
     ``plateau`` (the MURA paper: divide the LR by 10 when the loss of the
     split that chooses the checkpoint, valid or ``--select-on``'s part of
-    train, stops improving) steps once per epoch with that loss; ``cosine`` (with linear
-    warm-up) steps after every optimisation step.
+    train, stops improving) steps once per epoch with that loss; ``cosine``
+    (with linear warm-up) steps after every optimisation step.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
