@@ -57,8 +57,9 @@ _mura() {
         stats)
             case "$prev" in
                 --data|--manifest|--montage) _mura_complete_path -f; return 0 ;;
+                --body-part) return 0 ;;  # a value of your own: nothing to suggest
             esac
-            opts="--data --manifest --json --montage -h --help"
+            opts="--data --manifest --json --montage --body-part -h --help"
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return 0
@@ -68,10 +69,10 @@ _mura() {
         preprocess)
             case "$prev" in
                 --data|--manifest|--out) _mura_complete_path -f; return 0 ;;
-                --size|--workers) return 0 ;;  # a value of your own: nothing to suggest
+                --size|--workers|--body-part) return 0 ;;  # a value of your own: nothing to suggest
                 --fit) COMPREPLY=($(compgen -W "pad stretch crop" -- "$cur")); return 0 ;;
             esac
-            opts="--data --manifest --size --fit --out --workers --json -h --help"
+            opts="--data --manifest --size --fit --out --workers --body-part --json -h --help"
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return 0
@@ -81,7 +82,7 @@ _mura() {
         train)
             case "$prev" in
                 --data|--manifest|--cache|--weights|--out|--resume) _mura_complete_path -f; return 0 ;;
-                --image-size|--model|-m|--dropout|--max-views|--epochs|--batch-size|--lr|--weight-decay|--warmup-epochs|--rotate|--early-stop|--workers|--seed) return 0 ;;  # a value of your own: nothing to suggest
+                --image-size|--body-part|--select-on|--select-seed|--model|-m|--dropout|--max-views|--epochs|--batch-size|--lr|--weight-decay|--warmup-epochs|--rotate|--early-stop|--workers|--seed) return 0 ;;  # a value of your own: nothing to suggest
                 --fit) COMPREPLY=($(compgen -W "pad stretch crop" -- "$cur")); return 0 ;;
                 --init) COMPREPLY=($(compgen -W "kaiming xavier" -- "$cur")); return 0 ;;
                 --view-pool) COMPREPLY=($(compgen -W "mean max attention" -- "$cur")); return 0 ;;
@@ -89,7 +90,7 @@ _mura() {
                 --schedule) COMPREPLY=($(compgen -W "plateau cosine none" -- "$cur")); return 0 ;;
                 --aggregate) COMPREPLY=($(compgen -W "mean max vote" -- "$cur")); return 0 ;;
             esac
-            opts="--data --manifest --cache --image-size --fit --model -m --pretrained --no-pretrained --weights --freeze-backbone --dropout --init --study-model --view-pool --max-views --epochs --batch-size --lr --optimizer --weight-decay --schedule --warmup-epochs --class-weights --no-class-weights --balanced --no-balanced --augment --no-augment --rotate --early-stop --aggregate --gpu --cpu --amp --no-amp --compile --workers --seed --out --resume --json -h --help"
+            opts="--data --manifest --cache --image-size --fit --body-part --select-on --select-seed --model -m --pretrained --no-pretrained --weights --freeze-backbone --dropout --init --study-model --view-pool --max-views --epochs --batch-size --lr --optimizer --weight-decay --schedule --warmup-epochs --class-weights --no-class-weights --balanced --no-balanced --augment --no-augment --rotate --early-stop --aggregate --gpu --cpu --amp --no-amp --compile --workers --seed --out --resume --json -h --help"
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return 0
@@ -100,11 +101,11 @@ _mura() {
             case "$prev" in
                 --data|--manifest|--cache|--out) _mura_complete_path -f; return 0 ;;
                 --split) COMPREPLY=($(compgen -W "train valid" -- "$cur")); return 0 ;;
+                --body-part|--threshold|--bootstrap|--seed|--batch-images) return 0 ;;  # a value of your own: nothing to suggest
                 --metric) COMPREPLY=($(compgen -W "kappa auc accuracy f1 sensitivity specificity all" -- "$cur")); return 0 ;;
                 --aggregate) COMPREPLY=($(compgen -W "mean max vote" -- "$cur")); return 0 ;;
-                --threshold|--bootstrap|--seed|--batch-images) return 0 ;;  # a value of your own: nothing to suggest
             esac
-            opts="--data --manifest --cache --split --metric --aggregate --threshold --bootstrap --seed --gpu --cpu --amp --no-amp --batch-images --out --json -h --help"
+            opts="--data --manifest --cache --split --body-part --metric --aggregate --threshold --bootstrap --seed --gpu --cpu --amp --no-amp --batch-images --out --json -h --help"
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return 0

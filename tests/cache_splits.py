@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
+from muracli.data.cache import CacheSplit
+
 S = 8
 
-
-@dataclass
-class FakeSplit:
-    """The CacheSplit contract: name, a read-only uint8 (N, S, S) memmap, an index table."""
-
-    name: str
-    pixels: np.ndarray
-    index: pd.DataFrame
+#: The cache's own split type over a hand-made memory map: name, a read-only uint8 (N, S, S) memmap, an index table.
+FakeSplit = CacheSplit
 
 
 def make_split(

@@ -116,8 +116,10 @@ def test_torchrun_two_processes_match_one_process(synthetic_cache, tmp_path):
     # summation order and the image DistributedSampler repeats to even out the ranks,
     # which shifts the last step of each epoch (measured: ~0.005 on the valid loss;
     # per-rank BatchNorm statistics, by contrast, move it by 0.05 to 0.17).
+    # Both choose on the same held-out part of train: every rank draws the same selection split.
     common = ["train", "--cache", synthetic_cache.path, "--model", "cnn", "--cpu", "--epochs", "2", "--no-augment",
-              "--dropout", "0", "--freeze-backbone", "--no-class-weights", "--lr", "0.01", "--seed", "5", "--json"]
+              "--dropout", "0", "--freeze-backbone", "--no-class-weights", "--lr", "0.01", "--seed", "5", "--json",
+              "--select-on", "train:0.2"]
     single = _mura(*common, "--out", tmp_path / "one", "--batch-size", "16")
     out_single, err = single.communicate(timeout=300)
     assert single.returncode == 0, err
@@ -137,8 +139,9 @@ def test_torchrun_two_processes_match_one_process(synthetic_cache, tmp_path):
         # Losses are continuous; kappa and AUC on 16 studies jump with any reordering.
         # The valid loss averages every valid image, so it also shows that validation
         # gathered all ranks' shards.
-        for key in ("train_loss", "valid_loss"):
+        for key in ("train_loss", "valid_loss", "select_loss"):
             assert a[key] == pytest.approx(b[key], abs=0.02), key
     assert one["history"][0]["train_loss"] != pytest.approx(one["history"][1]["train_loss"], abs=1e-4)  # it trained
     # validation covered the whole split on both: the same number of studies scored
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert (tmp_path / "two" / "selection.csv").read_bytes() == (tmp_path / "one" / "selection.csv").read_bytes()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -27,14 +28,15 @@ def write_run(folder: Path, *, kappas, seconds=10.0, image_size=64, **config) ->
 
 def test_a_trained_run_reads_into_a_row(trained_run):
     row = read_run(trained_run)
-    metrics = [line.split(",") for line in (trained_run / "metrics.csv").read_text().splitlines()[1:]]
+    with (trained_run / "metrics.csv").open(newline="") as handle:
+        metrics = list(csv.DictReader(handle))
     assert row.run == trained_run.name and row.model == "cnn" and row.image_size == 32
     assert row.pretrained == "no" and row.augment is True and row.optimizer == "adam" and row.lr == 0.002
     assert row.epochs_run == 2 and row.epochs_planned == 2
-    kappas = [float(m[3]) for m in metrics]
+    kappas = [float(m["valid_kappa"]) for m in metrics]
     assert row.best_epoch == kappas.index(max(kappas)) + 1 and row.best_kappa == max(kappas)
-    assert row.best_auc == float(metrics[row.best_epoch - 1][4])
-    assert row.train_seconds == pytest.approx(sum(float(m[7]) for m in metrics))
+    assert row.best_auc == float(metrics[row.best_epoch - 1]["valid_auc"])
+    assert row.train_seconds == pytest.approx(sum(float(m["seconds"]) for m in metrics))
 
 
 def test_best_epoch_is_the_first_highest_kappa(tmp_path):

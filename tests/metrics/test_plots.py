@@ -56,6 +56,15 @@ def test_curves_png(tmp_path):
         curves_png([], tmp_path / "empty.png")
 
 
+def test_curves_png_of_a_run_chosen_on_a_part_of_train(tmp_path):
+    history = [
+        {"epoch": e, "train_loss": 1 / e, "valid_loss": 0.6, "valid_kappa": 0.1 * e, "valid_auc": 0.8,
+         "select_loss": 0.5 + 0.01 * e, "select_kappa": [-0.2, 0.5, "", 0.3][e - 1], "select_auc": 0.7}
+        for e in range(1, 5)
+    ]
+    assert png_size(curves_png(history, tmp_path / "curves.png")) == CURVES_SIZE
+
+
 def test_figures_do_not_accumulate(scores, tmp_path):
     import matplotlib.pyplot as plt
 

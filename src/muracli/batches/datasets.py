@@ -203,12 +203,18 @@ def _unpickle_pixels(state: dict[str, Any], key: str = "_pixels") -> dict[str, A
     return state
 
 
-def _check_split(split: "CacheSplit") -> None:
+def _check_split(split: "CacheSplit") -> np.ndarray:
+    """The row of ``split.pixels`` of each index row (``CacheSplit.pixel_rows``), once the shapes agree."""
     pixels = split.pixels
     if pixels.ndim != 3 or pixels.dtype != np.uint8 or pixels.shape[1] != pixels.shape[2]:
         raise DataError(f"the {split.name} split's pixels are {pixels.shape} {pixels.dtype}, not uint8 (N, S, S)")
-    if len(split.index) != pixels.shape[0]:
+    if split.positions is None and len(split.index) != pixels.shape[0]:
         raise DataError(f"the {split.name} split has {pixels.shape[0]} images but {len(split.index)} index rows")
+    rows = split.pixel_rows
+    if len(rows) != len(split.index) or (rows.size and (rows.min() < 0 or rows.max() >= pixels.shape[0])):
+        raise DataError(f"the {split.name} split's {len(rows)} positions do not fit its {len(split.index)} index rows "
+                        f"and {pixels.shape[0]} images")
+    return rows
 
 
 class ImageDataset(Dataset):
@@ -228,19 +234,17 @@ class ImageDataset(Dataset):
         *,
         prepare: LoaderPrepare | None = None,
     ) -> None:
-        _check_split(split)
+        positions = _check_split(split)
         self.name = split.name
         self.prepare = prepare
         self._pixels = split.pixels  # never read here: it stays on disk until a batch asks
-        n = split.pixels.shape[0]
-        if rows is None:
-            self.rows = np.arange(n, dtype=np.int64)
-        else:
-            self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-            if self.rows.size and (self.rows.min() < 0 or self.rows.max() >= n):
-                raise DataError(f"row subset out of range for the {split.name} split of {n} images")
+        n = len(split.index)
+        local = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
+        if local.size and (local.min() < 0 or local.max() >= n):
+            raise DataError(f"row subset out of range for the {split.name} split of {n} images")
+        self.rows = positions[local]  # rows of the pixel array
         labels = split.index["label"].to_numpy(dtype=np.int64)
-        self._labels = labels[self.rows]
+        self._labels = labels[local]
         self._labels.setflags(write=False)
 
     @property
@@ -400,7 +404,7 @@ class StudyDataset(Dataset):
     :func:`study_table`."""
 
     def __init__(self, split: "CacheSplit") -> None:
-        _check_split(split)
+        self._pixel_rows = _check_split(split)
         self.name = split.name
         self._pixels = split.pixels
         self.studies = study_table(split.index)
@@ -410,7 +414,7 @@ class StudyDataset(Dataset):
 
     def __getitem__(self, j: int) -> tuple[torch.Tensor, int, str]:
         row = self.studies.iloc[j]
-        return read_rows(self._pixels, row["rows"]), int(row["label"]), str(row["study"])
+        return read_rows(self._pixels, self._pixel_rows[row["rows"]]), int(row["label"]), str(row["study"])
 
     def __getstate__(self) -> dict[str, Any]:
         return _pickle_pixels(self.__dict__)
@@ -440,19 +444,19 @@ def study_batches(
     if world < 1 or not 0 <= rank < world:
         raise ConfigError(f"rank {rank} is not in a world of {world}")
     dataset = split if isinstance(split, StudyDataset) else StudyDataset(split)
-    pixels = dataset._pixels
+    pixels, pixel_rows = dataset._pixels, dataset._pixel_rows
     pending: list[np.ndarray] = []
     count = 0
     for rows in dataset.studies["rows"].iloc[rank::world]:
         if pending and count + len(rows) > max_images:
             batch = np.concatenate(pending)
-            yield read_rows(pixels, batch), batch
+            yield read_rows(pixels, pixel_rows[batch]), batch
             pending, count = [], 0
         pending.append(rows)
         count += len(rows)
     if pending:
         batch = np.concatenate(pending)
-        yield read_rows(pixels, batch), batch
+        yield read_rows(pixels, pixel_rows[batch]), batch
 
 
 def pad_views(studies: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -481,7 +485,7 @@ class StudyTrainDataset(Dataset):
     """
 
     def __init__(self, split: "CacheSplit", *, max_views: int = 4, seed: int = 0) -> None:
-        _check_split(split)
+        self._pixel_rows = _check_split(split)
         if max_views < 1:
             raise ConfigError(f"max_views must be at least 1, got {max_views}")
         self.name = split.name
@@ -507,7 +511,7 @@ class StudyTrainDataset(Dataset):
             if len(rows) > self.max_views:
                 keep = torch.randperm(len(rows), generator=generator)[: self.max_views].sort().values.numpy()
                 rows = rows[keep]
-            views.append(read_rows(self._pixels, rows))
+            views.append(read_rows(self._pixels, self._pixel_rows[rows]))
         x, mask = pad_views(views)
         labels = torch.from_numpy(self._labels[np.asarray(indices, dtype=np.int64)].copy())
         return x, mask, labels
@@ -557,13 +561,13 @@ def padded_study_batches(
     if max_images < 1:
         raise ConfigError(f"max_images must be at least 1, got {max_images}")
     dataset = split if isinstance(split, StudyDataset) else StudyDataset(split)
-    pixels = dataset._pixels
+    pixels, pixel_rows = dataset._pixels, dataset._pixel_rows
     positions = np.arange(len(dataset.studies))[rank::world]
     pending: list[int] = []
     count = 0
 
     def emit(batch: list[int]):
-        views = [read_rows(pixels, dataset.studies["rows"].iat[j]) for j in batch]
+        views = [read_rows(pixels, pixel_rows[dataset.studies["rows"].iat[j]]) for j in batch]
         x, mask = pad_views(views)
         return x, mask, np.asarray(batch, dtype=np.int64)
 

@@ -26,6 +26,9 @@ EXAMPLES = examples(
   # a run trained with --manifest finds its manifest again; or name one
   mura evaluate runs/mine --manifest other/manifest.csv
 
+  # wrists only (a run trained with --body-part is evaluated on its own parts by default)
+  mura evaluate runs/cnn-20260101-120000 --body-part XR_WRIST
+
   # a checkpoint file, max over views instead of the mean, as JSON
   mura evaluate runs/cnn-20260101-120000/last.pt --aggregate max --json
 """
@@ -52,6 +55,11 @@ def evaluate(
     manifest: ManifestOption = None,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Evaluate on this preprocess cache (it must hold the model's image size).")] = None,
     split: Annotated[Split, typer.Option("--split", help="The split to evaluate.")] = Split.valid,
+    body_part: Annotated[
+        Optional[str],
+        typer.Option("--body-part", help="Only these body parts, comma-separated (XR_WRIST,XR_HAND). "
+                     "[default: the run's own, else all]", show_default=False),
+    ] = None,
     metric: Annotated[Metric, typer.Option("--metric", help="The metric to show first; all: a table per body part.")] = Metric.all,
     aggregate: Annotated[
         Optional[Aggregate], typer.Option("--aggregate", help="Study probability from image probabilities. [default: the run's, usually mean]", show_default=False)
@@ -91,6 +99,7 @@ def evaluate(
             batch_images=batch_images,
             out=out,
             progress=progress,
+            body_parts=body_part,
         )
     for note in evaluation.notes:
         console.warn(note)
@@ -110,7 +119,9 @@ def render(evaluation: "Evaluation", metric: str) -> None:
     epoch = f", epoch {evaluation.epoch}" if evaluation.epoch is not None else ""
     write(f"Checkpoint  {escape(str(evaluation.checkpoint))} ({report['model']}{epoch}, {report['image_size']} px)")
     write(f"Split       {report['split']}: {report['n_studies']} studies, {report['n_images']} images")
-    write(f"Data        {escape(str(evaluation.cache_path))} (device {evaluation.device})")
+    only = f", {', '.join(report['body_parts'])} only" if report.get("body_parts") else ""
+    write(f"Data        {escape(str(evaluation.cache_path))} (device {evaluation.device}{only})")
+    write(f"Chosen on   {_chosen_on(report)}")
     if report["aggregate"] == "vote":
         write(
             f"Aggregate   vote of views, threshold {report['threshold']:g} per view; a study is abnormal "
@@ -132,6 +143,17 @@ def render(evaluation: "Evaluation", metric: str) -> None:
         folder = next(iter(evaluation.files.values())).parent
         names = ", ".join(path.name for path in evaluation.files.values())
         write(f"Wrote {names} to {escape(str(folder))}")
+
+
+def _chosen_on(report: dict[str, Any]) -> str:
+    """Which split chose the checkpoint, and what that means for the numbers below."""
+    selected = report.get("selected_on", "valid")
+    if Path(report["checkpoint"]).name == "last.pt":
+        return "none: last.pt is the run's last epoch"
+    if selected == "valid":
+        honest = " (these valid numbers are optimistic)" if report["split"] == "valid" else ""
+        return f"valid: the epoch of best valid kappa{honest}"
+    return f"{selected}: a held-out part of train (valid never chose it)"
 
 
 def _level(report: dict[str, Any]) -> str:

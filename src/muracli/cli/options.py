@@ -20,6 +20,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from muracli import choices
+from muracli.data.layout import BODY_PART_HELP
 
 
 def examples(text: str) -> str:
@@ -55,6 +56,12 @@ ManifestOption = Annotated[
         help="Instead of --data: a CSV manifest of your own images (path,label,study,split[,body_part,patient]).",
         show_default=False,
     ),
+]
+
+
+BodyPartOption = Annotated[
+    Optional[str],
+    typer.Option("--body-part", help=BODY_PART_HELP, show_default=False),
 ]
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from muracli.cli import console
-from muracli.cli.options import DataOption, Fit, ManifestOption, examples
+from muracli.cli.options import BodyPartOption, DataOption, Fit, ManifestOption, examples
 
 if TYPE_CHECKING:
     from muracli.data.cache import Cache
@@ -22,6 +22,7 @@ EPILOG = examples("""
     mura preprocess                       # ./data or $MURA_DATA, 320 px, pad
     mura preprocess --data ~/datasets --size 224 --fit stretch
     mura preprocess --out /scratch/mura-320 --workers 8
+    mura preprocess --body-part XR_WRIST  # a cache of wrists only
     mura preprocess --json | jq .counts
     mura preprocess --manifest mine/manifest.csv --size 224
 """) + (
@@ -55,6 +56,7 @@ def preprocess(
         typer.Option("--workers", min=0, help="Worker processes (default: every core; 0 = in this process).",
                      show_default=False),
     ] = None,
+    body_part: BodyPartOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """Decode, convert to greyscale and resize every image once into a memory-mapped cache.
@@ -63,11 +65,13 @@ def preprocess(
     unreadable images instead of stopping.
     """
     from muracli.data.cache_build import build_cache
+    from muracli.data.layout import parse_body_parts
 
+    parts = parse_body_parts(body_part)
     started = time.perf_counter()
     with console.RichProgress() as progress:
         cache = build_cache(data, manifest=manifest, size=size, fit=fit.value, out=out, workers=workers,
-                            progress=progress)
+                            progress=progress, body_parts=parts)
     seconds = time.perf_counter() - started
 
     if json_output:
@@ -84,6 +88,7 @@ def _summary(cache: "Cache", seconds: float) -> dict:
         "size": m.size,
         "fit": m.fit,
         "fingerprint": m.fingerprint,
+        "body_parts": m.body_parts,
         "counts": m.counts,
         "study_counts": m.study_counts,
         "skipped": m.skipped,
@@ -109,7 +114,8 @@ def _render(cache: "Cache", seconds: float) -> None:
     console.out.print(f"Cache: [bold]{escape(str(cache.path))}[/]")
     console.out.print(table)
     rate = "" if cache.reused or seconds <= 0 else f", {total / seconds:,.0f} images/s"
-    console.out.print(f"{m.size}x{m.size} px, fit {m.fit}; {total:,} images in {seconds:.1f} s{rate}")
+    only = f" of {', '.join(m.body_parts)}" if m.body_parts else ""
+    console.out.print(f"{m.size}x{m.size} px, fit {m.fit}; {total:,} images{only} in {seconds:.1f} s{rate}")
 
     if m.skipped:
         dropped = f"; {len(m.dropped_studies)} studies left without images were dropped" if m.dropped_studies else ""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from muracli.cli import console
-from muracli.cli.options import DataOption, ManifestOption, examples
+from muracli.cli.options import BodyPartOption, DataOption, ManifestOption, examples
 
 if TYPE_CHECKING:
     from muracli.data.layout import MuraLayout
@@ -19,6 +19,7 @@ EXAMPLES = examples(
   mura stats --data ~/datasets --json     # for scripts
   mura stats --montage montage.png        # example images per body part
   mura stats --manifest mine/manifest.csv # your own labelled images
+  mura stats --body-part XR_WRIST,XR_HAND # those body parts only
 """
 )
 
@@ -34,11 +35,14 @@ def stats(
     montage: Annotated[
         Optional[Path], typer.Option("--montage", help="Also draw example normal/abnormal images per body part into this PNG.")
     ] = None,
+    body_part: BodyPartOption = None,
 ) -> None:
     """Studies (normal/abnormal), images and views per study, per split and body part."""
     from muracli.data.dataset import read_dataset
+    from muracli.data.layout import parse_body_parts
 
-    layout = read_dataset(data, manifest=manifest)
+    parts = parse_body_parts(body_part)  # a typo fails before the dataset is read
+    layout = read_dataset(data, manifest=manifest).restricted(parts)
     if montage is not None:
         from muracli.data.montage import draw_montage
 
@@ -63,8 +67,9 @@ def render_layout(layout: "MuraLayout") -> None:
 
     from muracli.data.stats import breakdown
 
+    only = f" ({', '.join(layout.body_parts)} only)" if layout.body_parts else ""
     title = f"Manifest {layout.root}" if layout.kind == "manifest" else f"MURA at {layout.root}"
-    console.out.print(escape(title), soft_wrap=True)  # a line of its own: a long path is never wrapped
+    console.out.print(escape(title + only), soft_wrap=True)  # a line of its own: a long path is never wrapped
     table = Table()
     for name, justify in [
         ("split", "left"), ("part", "left"), ("patients", "right"), ("normal", "right"),

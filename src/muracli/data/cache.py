@@ -73,6 +73,7 @@ class CacheManifest:
     created: str = ""
     mura_version: str = ""
     resample: str = "bilinear"
+    body_parts: list[str] | None = None  # ``mura preprocess --body-part``: the cache holds only these
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,11 +109,17 @@ class CacheManifest:
 
 @dataclass
 class CacheSplit:
-    """One split of a cache: ``pixels[i]`` is the image described by ``index.iloc[i]``."""
+    """One split of a cache, or a part of one: ``pixels[pixel_rows[i]]`` is the image described
+    by ``index.iloc[i]`` (``pixels[i]`` for a whole split, whose ``positions`` is None).
+
+    A part (``subset``, ``restricted``) shares the whole split's memory map
+    and lists the rows it takes in ``positions``, so nothing is copied.
+    """
 
     name: str
     pixels: np.ndarray  # read-only memmap, uint8, (N, S, S)
     index: "pd.DataFrame"  # INDEX_COLUMNS
+    positions: np.ndarray | None = None  # rows of ``pixels`` of the index rows; None: all, in order
 
     def __len__(self) -> int:
         return len(self.index)
@@ -120,6 +127,27 @@ class CacheSplit:
     @property
     def labels(self) -> np.ndarray:
         return self.index["label"].to_numpy(dtype=np.int64)
+
+    @property
+    def pixel_rows(self) -> np.ndarray:
+        """The row of ``pixels`` of each index row."""
+        if self.positions is None:
+            return np.arange(len(self.index), dtype=np.int64)
+        return self.positions
+
+    def subset(self, keep: np.ndarray, name: str | None = None) -> "CacheSplit":
+        """The index rows where ``keep`` (a boolean mask over the index) is True, as a split of its own."""
+        keep = np.asarray(keep, dtype=bool)
+        return CacheSplit(
+            name=name or self.name, pixels=self.pixels, index=self.index[keep].reset_index(drop=True),
+            positions=self.pixel_rows[keep],
+        )
+
+    def restricted(self, body_parts: list[str] | None) -> "CacheSplit":
+        """The images of ``body_parts`` (None: this split itself)."""
+        from muracli.data.layout import in_body_parts
+
+        return self if body_parts is None else self.subset(in_body_parts(self.index, body_parts))
 
 
 class Cache:
@@ -147,21 +175,39 @@ class Cache:
     def splits(self) -> tuple[str, ...]:
         return tuple(self.manifest.counts)
 
-    def split(self, name: str) -> CacheSplit:
-        """The split's pixels (memory-mapped) and index, loaded once."""
+    @property
+    def body_parts(self) -> list[str] | None:
+        """The body parts the cache was restricted to by ``mura preprocess --body-part`` (None: all)."""
+        return self.manifest.body_parts
+
+    def split(self, name: str, body_parts: list[str] | None = None) -> CacheSplit:
+        """The split's pixels (memory-mapped) and index, loaded once; with ``body_parts``, only their images.
+
+        A ``DataError`` when the cache was built without some of ``body_parts``.
+        """
         if name not in self.manifest.counts:
             raise DataError(f"the cache at {self.path} has no split {name!r}", f"splits: {', '.join(self.splits)}")
         if name not in self._splits:
             self._splits[name] = _load_split(self.path, name, self.manifest)
-        return self._splits[name]
+        if body_parts is not None and self.body_parts is not None:
+            missing = [p for p in body_parts if p not in self.body_parts]
+            if missing:
+                raise DataError(
+                    f"the cache at {self.path} holds only {', '.join(self.body_parts)}, not {', '.join(missing)}",
+                    "pass --data to use (or build) a cache of the whole dataset, or one made with "
+                    f"`mura preprocess --body-part {','.join(body_parts)}`",
+                )
+        return self._splits[name].restricted(body_parts)
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in self.manifest.counts.items())
         return f"Cache({str(self.path)!r}, size={self.size}, fit={self.fit!r}, {counts})"
 
 
-def cache_folder_name(size: int, fit: str, fingerprint: str) -> str:
-    return f"{size}px-{fit}-{fingerprint[:12]}"
+def cache_folder_name(size: int, fit: str, fingerprint: str, body_parts: list[str] | None = None) -> str:
+    """``320px-pad-<fingerprint[:12]>``, with ``-wrist+hand`` for a cache of some body parts."""
+    parts = "" if body_parts is None else "-" + "+".join(p.removeprefix("XR_").lower() for p in body_parts)
+    return f"{size}px-{fit}-{fingerprint[:12]}{parts}"
 
 
 def default_cache_dir(layout: "MuraLayout", size: int, fit: str) -> Path:
@@ -170,7 +216,7 @@ def default_cache_dir(layout: "MuraLayout", size: int, fit: str) -> Path:
     A changed dataset or other options give another folder, so a stale cache
     is never picked up.
     """
-    return layout.base / CACHE_DIRNAME / cache_folder_name(size, fit, layout.fingerprint())
+    return layout.base / CACHE_DIRNAME / cache_folder_name(size, fit, layout.fingerprint(), layout.body_parts)
 
 
 def open_cache(path: str | os.PathLike[str]) -> Cache:

@@ -160,6 +160,7 @@ def build_cache(
     progress: "ProgressFn | None" = None,
     layout: "MuraLayout | None" = None,
     manifest: str | os.PathLike[str] | None = None,
+    body_parts: list[str] | None = None,
 ) -> Cache:
     """Decode, greyscale and fit every listed image once into a cache folder.
 
@@ -167,7 +168,9 @@ def build_cache(
     (``muracli.data.manifest``), or pass a parsed ``layout``; ``out`` the
     cache folder (default ``default_cache_dir``). ``workers``: processes
     (default every available core; 0 decodes in this process). Progress is
-    reported as ``progress("preprocess <split>", done, total)``.
+    reported as ``progress("preprocess <split>", done, total)``. ``body_parts``
+    keeps only those parts' images (``MuraLayout.restricted``): the manifest
+    records them and the default folder's name ends with them.
 
     A complete cache for the same dataset and options is returned at once
     (``Cache.reused``); an interrupted build resumes where it stopped and
@@ -185,11 +188,13 @@ def build_cache(
     size, fit = _check_options(size, fit, workers)
     if layout is None:
         layout = read_dataset(data, manifest=manifest)
+    layout = layout.restricted(body_parts)
     try:
         fingerprint = layout.fingerprint()
     except OSError as exc:
         raise DataError(f"cannot fingerprint the dataset: {exc}", "check that the dataset folder is complete and readable") from exc
-    folder = Path(out) if out is not None else layout.base / CACHE_DIRNAME / cache_folder_name(size, fit, fingerprint)
+    folder = Path(out) if out is not None else layout.base / CACHE_DIRNAME / cache_folder_name(
+        size, fit, fingerprint, layout.body_parts)
     folder = folder.absolute()
 
     done = _complete_cache(folder, size, fit, fingerprint, explicit=out is not None)
@@ -569,7 +574,7 @@ def _finalize(folder: Path, staging: Path, plan: _Plan, layout: "MuraLayout", sp
         format_version=FORMAT_VERSION, size=plan.size, fit=plan.fit, fingerprint=plan.fingerprint,
         source=str(layout.root), counts=counts, study_counts=study_counts, skipped=skipped,
         dropped_studies=dropped, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        mura_version=__version__, resample=RESAMPLE,
+        mura_version=__version__, resample=RESAMPLE, body_parts=layout.body_parts,
     )
 
 

@@ -13,6 +13,7 @@ finds instead of stopping at the first, so a user can fix a broken copy in
 one go. A dataset of one's own radiographs listed in a CSV manifest
 (``muracli.data.manifest``) becomes the same ``MuraLayout``, so every
 command reads either one the same way (``muracli.data.dataset``).
+``MuraLayout.restricted`` keeps some body parts only (``--body-part``).
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ import hashlib
 import io
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from muracli.choices import SPLITS
-from muracli.errors import DataError
+from muracli.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 ROOT_NAME = "MURA-v1.1"
@@ -42,6 +44,11 @@ BODY_PARTS = (
     "XR_SHOULDER",
     "XR_WRIST",
 )
+#: The body part of a study whose path names none of them (``metrics.aggregate.body_part_of``).
+UNKNOWN_BODY_PART = "unknown"
+#: Every name ``--body-part`` accepts, in the order runs record them.
+KNOWN_BODY_PARTS = (*BODY_PARTS, UNKNOWN_BODY_PART)
+BODY_PART_HELP = "Only these body parts, comma-separated (XR_WRIST,XR_HAND; the XR_ is optional). [default: all]"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DOWNLOAD_HINT = (
     "run `mura download --synthetic` for a synthetic dataset, or `mura download --archive "
@@ -82,6 +89,7 @@ class MuraLayout:
     problems: list[Problem] = field(default_factory=list)
     junk_files: int = 0
     kind: str = "mura"
+    body_parts: list[str] | None = None  # set by ``restricted``: the tables hold only these parts
 
     @property
     def base(self) -> Path:
@@ -99,6 +107,21 @@ class MuraLayout:
     def split(self, name: str) -> "pd.DataFrame":
         return self.images[self.images["split"] == name]
 
+    def restricted(self, body_parts: list[str] | None) -> "MuraLayout":
+        """This layout with only the images, studies and problems of ``body_parts`` (None: itself).
+
+        A ``DataError`` when the dataset has no study of them.
+        """
+        if body_parts is None:
+            return self
+        parts = parse_body_parts(body_parts)
+        check_not_empty(self.studies, parts, f"the dataset at {self.root}")
+        studies = self.studies[in_body_parts(self.studies, parts)]
+        patients = set(studies["patient"])
+        problems = [p for p in self.problems if _problem_in(p, parts, patients)]
+        images = self.images[in_body_parts(self.images, parts)]
+        return replace(self, images=images, studies=studies, problems=problems, body_parts=parts)
+
     def fingerprint(self) -> str:
         """A hash of the CSVs and the size and mtime of every listed image.
 
@@ -106,6 +129,8 @@ class MuraLayout:
         added or replaced image changes it, so a stale cache is never reused.
         """
         digest = hashlib.sha256()
+        if self.body_parts is not None:  # a restricted layout is another dataset
+            digest.update(("body_parts=" + ",".join(self.body_parts) + "\n").encode())
         if self.kind == "manifest":
             digest.update(b"manifest\0" + self.root.read_bytes())
         else:
@@ -116,6 +141,67 @@ class MuraLayout:
             st = os.stat(path)
             digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         return digest.hexdigest()
+
+
+# -- body parts: ``in_body_parts`` is the one filter of every command's --body-part: ``mura stats`` and
+# ``mura preprocess`` apply it to the layout's tables (``MuraLayout.restricted``), ``mura train`` and
+# ``mura evaluate`` to a cache split's index (``CacheSplit.restricted``), so an unfiltered cache serves
+# a body-part run.
+
+
+def parse_body_parts(value: str | Iterable[str] | None) -> list[str] | None:
+    """``"XR_WRIST,hand"`` (or a list of names) as ``["XR_HAND", "XR_WRIST"]``: checked, without
+    duplicates, in ``KNOWN_BODY_PARTS`` order; None (or nothing) means every body part."""
+    if value is None:
+        return None
+    names = value.split(",") if isinstance(value, str) else list(value)
+    parts = set()
+    for name in (str(n).strip() for n in names):
+        if not name:
+            continue
+        canonical = name.lower() if name.lower() == UNKNOWN_BODY_PART else name.upper()
+        if canonical != UNKNOWN_BODY_PART and not canonical.startswith("XR_"):
+            canonical = "XR_" + canonical
+        if canonical not in KNOWN_BODY_PARTS:
+            raise ConfigError(
+                f"unknown body part {name!r}",
+                f"choose from {', '.join(KNOWN_BODY_PARTS)} (comma-separated, e.g. --body-part XR_WRIST,XR_HAND)",
+            )
+        parts.add(canonical)
+    if not parts:
+        raise ConfigError("--body-part names no body part", f"e.g. --body-part XR_WRIST; choose from {', '.join(BODY_PARTS)}")
+    return [p for p in KNOWN_BODY_PARTS if p in parts]
+
+
+def in_body_parts(table: "pd.DataFrame", parts: list[str] | None) -> "np.ndarray":
+    """The rows of ``table`` (any table with a ``body_part`` column) of ``parts``; all rows for None."""
+    import numpy as np
+
+    if parts is None:
+        return np.ones(len(table), dtype=bool)
+    return table["body_part"].isin(parse_body_parts(parts)).to_numpy(dtype=bool)
+
+
+def check_not_empty(table: "pd.DataFrame", parts: list[str] | None, where: str) -> None:
+    """A ``DataError`` naming the body parts ``where`` does have, when restricting ``table`` left nothing."""
+    if parts is None or bool(in_body_parts(table, parts).any()):
+        return
+    present = sorted(set(table["body_part"]))
+    raise DataError(
+        f"{where} has no studies of {', '.join(parts)}",
+        f"it holds {', '.join(present) if present else 'no studies at all'}; pick --body-part among those",
+    )
+
+
+_PROBLEM_PART_RE = re.compile(r"(?:^|/)(?:train|valid)/([^/]+)/")
+
+
+def _problem_in(problem: Problem, parts: list[str], patients: set[str]) -> bool:
+    """Whether ``problem`` concerns the body parts ``parts`` (or their ``patients``), or no body part at all."""
+    if problem.kind == "patient_overlap":
+        return problem.path in patients
+    match = _PROBLEM_PART_RE.search(problem.path.replace("\\", "/"))
+    return match is None or match.group(1) in parts
 
 
 def default_data_dir() -> Path:

@@ -50,6 +50,7 @@ def summary(layout: MuraLayout) -> dict:
     return {
         "root": str(layout.root),
         "kind": layout.kind,
+        "body_parts": layout.body_parts,
         "breakdown": table.to_dict(orient="records"),
         "problems": [
             {"kind": p.kind, "severity": p.severity, "path": p.path, "detail": p.detail} for p in layout.problems

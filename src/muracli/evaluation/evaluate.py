@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from muracli.choices import SPLITS, check_choice
+from muracli.data.layout import parse_body_parts
 from muracli.errors import ConfigError, DataError
 from muracli.files import write_atomic
 from muracli.progress import ProgressFn
@@ -94,6 +95,7 @@ def evaluate_run(
     batch_images: int = 256,
     out: Path | str | None = None,
     progress: ProgressFn | None = None,
+    body_parts: list[str] | str | None = None,
 ) -> Evaluation:
     """Evaluate a run directory, a checkpoint file or (``target=None``) the latest run.
 
@@ -105,6 +107,8 @@ def evaluate_run(
     or built. ``device`` is ``auto``, ``cpu`` or ``cuda``; ``batch_images``
     bounds the images per forward pass. ``bootstrap`` > 0 adds 95% (``level``)
     percentile intervals over studies, reproducible for a ``seed``.
+    ``body_parts`` restricts the split to those parts; it defaults to the
+    run's own (``mura train --body-part``), else every body part.
     """
     started = time.monotonic()
     from muracli.data.dataset import check_one_source
@@ -112,6 +116,7 @@ def evaluate_run(
     check_one_source(data, manifest)
     _check_options(split=split, batch_images=batch_images, bootstrap=bootstrap, level=level, aggregate=aggregate,
                    threshold=threshold)
+    asked_parts = parse_body_parts(body_parts)
 
     from muracli.runtime.checkpoint import load_model
     from muracli.runtime.devices import choose_precision, select_device
@@ -119,18 +124,12 @@ def evaluate_run(
     torch_device = select_device(device)
     loaded = load_model(target, torch_device)
     aggregate, threshold = _decision_rule(loaded, aggregate, threshold)
+    trained_with = _training_config(loaded)
+    body_parts = parse_body_parts(trained_with.get("body_parts")) if asked_parts is None else asked_parts
 
     notes: list[str] = []
-    from muracli.runtime.caches import locate_cache
-
-    opened = locate_cache(loaded, data=data, manifest=manifest, cache=cache, notes=notes, progress=progress)
-    cache_split = opened.split(split)
-    if len(cache_split.index) == 0:
-        raise DataError(
-            f"the {split} split of the cache at {opened.path} has no images",
-            "check the dataset with `mura stats`",
-        )
-
+    opened, cache_split = _split_to_score(loaded, data=data, manifest=manifest, cache=cache, split=split,
+                                          body_parts=body_parts, notes=notes, progress=progress)
     scores = score_split(
         loaded,
         cache_split,
@@ -145,6 +144,7 @@ def evaluate_run(
         checkpoint=os.path.abspath(loaded.path), model=loaded.model_name, study_model=loaded.study_model,
         epoch=_epoch_of(loaded), image_size=loaded.image_size, fit=loaded.fit, cache=os.path.abspath(opened.path),
         data_fingerprint=opened.fingerprint, device=str(torch_device),
+        selected_on=trained_with.get("select_on", "valid"), body_parts=body_parts,
     )
     evaluation = Evaluation(
         report=report,
@@ -162,6 +162,23 @@ def evaluate_run(
         evaluation.files = write_outputs(evaluation, out)
     evaluation.seconds = time.monotonic() - started
     return evaluation
+
+
+def _split_to_score(loaded: "LoadedModel", *, data, manifest, cache, split: str, body_parts: list[str] | None,
+                    notes: list[str], progress: ProgressFn | None):
+    """The cache to evaluate on (``runtime.caches.locate_cache``) and its split, of ``body_parts`` only."""
+    from muracli.runtime.caches import locate_cache
+
+    opened = locate_cache(loaded, data=data, manifest=manifest, cache=cache, notes=notes, progress=progress,
+                          body_parts=body_parts)
+    cache_split = opened.split(split, body_parts)
+    if len(cache_split.index) == 0:
+        parts = f" of {', '.join(body_parts)}" if body_parts else ""
+        raise DataError(
+            f"the {split} split of the cache at {opened.path} has no images{parts}",
+            "check the dataset with `mura stats`" + (" --body-part ..." if body_parts else ""),
+        )
+    return opened, cache_split
 
 
 def _check_options(*, split: str, batch_images: int, bootstrap: int, level: float, aggregate: str | None,
@@ -238,6 +255,12 @@ def _report(scores: SplitScores, *, split: str, aggregate: str, threshold: float
         bootstrap=bootstrap, seed=seed, level=level, studies=studies,
     )
     return report, studies
+
+
+def _training_config(loaded: "LoadedModel") -> dict[str, Any]:
+    """The ``mura train`` options stored in the checkpoint ({} for a checkpoint without them)."""
+    config = loaded.checkpoint.get("config")
+    return config if isinstance(config, dict) else {}
 
 
 def _epoch_of(loaded: "LoadedModel") -> int | None:

@@ -33,6 +33,7 @@ import numpy as np
 
 from muracli.choices import AGGREGATES as METHODS
 from muracli.choices import check_choice
+from muracli.data.layout import UNKNOWN_BODY_PART
 from muracli.errors import DataError
 from muracli.metrics.binary import as_labels, as_probabilities, check_threshold
 
@@ -46,7 +47,6 @@ VOTE_FRACTION = 0.5
 #: Columns of ``aggregate_studies`` (and of predictions.csv).
 STUDY_COLUMNS = ["study", "body_part", "label", "probability", "prediction", "n_images"]
 
-UNKNOWN_BODY_PART = "unknown"
 _BODY_PART_RE = re.compile(r"XR_[A-Z]+")
 
 

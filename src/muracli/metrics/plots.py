@@ -155,7 +155,9 @@ def curves_png(history: Iterable[dict], path: str | Path, *, title: str | None =
     ``train_loss``, ``valid_loss``, ``valid_kappa``, ``valid_auc``; missing
     or empty values are skipped): train vs valid loss on the left - where
     they part, the model overfits - and valid kappa and AUC on the right,
-    with the best kappa epoch marked."""
+    with the best kappa epoch marked. A run that chooses its checkpoint on a
+    held-out part of train (``select_loss``, ``select_kappa``) adds those
+    curves, and its best epoch is the one of best select kappa."""
     history = list(history)
     if not history:
         raise DataError("no epochs to plot yet")
@@ -173,15 +175,22 @@ def curves_png(history: Iterable[dict], path: str | Path, *, title: str | None =
     kappa = _series(history, "valid_kappa")
     _plot_series(score_axes, epochs, kappa, "valid kappa", color="tab:green")
     _plot_series(score_axes, epochs, _series(history, "valid_auc"), "valid AUC", color="tab:purple")
-    if np.isfinite(kappa).any():
-        best = int(np.nanargmax(kappa))
+    select = _series(history, "select_kappa")
+    chooser, name, colour = kappa, "kappa", "tab:green"
+    if _plot_series(loss_axes, epochs, _series(history, "select_loss"), "select loss", color="tab:red", linestyle="--"):
+        # a held-out part of train chose the checkpoint
+        _plot_series(score_axes, epochs, select, "select kappa", color="tab:red", linestyle="--")
+        chooser, name, colour = select, "select kappa", "tab:red"
+    if np.isfinite(chooser).any():
+        best = int(np.nanargmax(chooser))
         score_axes.axvline(epochs[best], color="0.5", linestyle=":", linewidth=1)
         score_axes.plot(
-            [epochs[best]], [kappa[best]], marker="*", markersize=12, color="tab:green", linestyle="none",
-            label=f"best kappa {kappa[best]:.3f} (epoch {epochs[best]:g})",
+            [epochs[best]], [chooser[best]], marker="*", markersize=12, color=colour, linestyle="none",
+            label=f"best {name} {chooser[best]:.3f} (epoch {epochs[best]:g})",
         )
     score_axes.set_title("Validation (study level)")
-    score_axes.set_ylim(min(0.0, float(np.nanmin(kappa)) - 0.05) if np.isfinite(kappa).any() else 0.0, 1.0)
+    lowest = np.concatenate([kappa, select])
+    score_axes.set_ylim(min(0.0, float(np.nanmin(lowest)) - 0.05) if np.isfinite(lowest).any() else 0.0, 1.0)
 
     for axes in (loss_axes, score_axes):
         axes.set_xlabel("epoch")

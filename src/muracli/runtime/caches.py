@@ -30,12 +30,16 @@ def open_or_build_cache(
     world: World = World(),
     progress: ProgressFn | None = None,
     manifest: str | Path | None = None,
+    body_parts: list[str] | None = None,
 ):
     """The cache at ``cache``, else the one for (``data`` or ``manifest``, ``size``, ``fit``), built if missing.
 
-    Under DDP only rank 0 builds; the others wait at a barrier and then open it.
+    For a run of some ``body_parts`` the cache of the whole dataset serves
+    when it is there; else the cache of only those parts is opened or built
+    (less to decode). Under DDP only rank 0 builds; the others wait at a
+    barrier and then open it.
     """
-    from muracli.data.cache import default_cache_dir, open_cache
+    from muracli.data.cache import MANIFEST_NAME, default_cache_dir, open_cache
     from muracli.data.cache_build import build_cache
 
     if cache:
@@ -50,6 +54,9 @@ def open_or_build_cache(
 
     layout = read_dataset(data, manifest=manifest)
     path = default_cache_dir(layout, size, fit)
+    if body_parts is not None and not (path / MANIFEST_NAME).is_file():
+        layout = layout.restricted(body_parts)
+        path = default_cache_dir(layout, size, fit)
     if world.is_main:
         try:
             opened = open_cache(path)
@@ -70,14 +77,16 @@ def locate_cache(
     notes: list[str] | None = None,
     progress: ProgressFn | None = None,
     manifest: Path | str | None = None,
+    body_parts: list[str] | None = None,
 ) -> "Cache":
     """The cache to evaluate ``loaded`` on, at its image size and fit.
 
     In order: ``cache`` (must hold the checkpoint's image size); ``data`` or
     ``manifest``; the cache the run was trained on, if it still exists at the
-    right size and fit; the dataset it was trained on (a MURA folder or a
-    manifest), if it is still there; finally ``$MURA_DATA`` / ``./data``.
-    Caches are found or built by ``open_or_build_cache``.
+    right size and fit (and holds ``body_parts``); the dataset it was trained
+    on (a MURA folder or a manifest), if it is still there; finally
+    ``$MURA_DATA`` / ``./data``. Caches are found or built by
+    ``open_or_build_cache`` (for ``body_parts``: see there).
     """
     from muracli.data.cache import open_cache
     from muracli.runtime.caches import open_or_build_cache
@@ -95,7 +104,8 @@ def locate_cache(
             notes.append(f"the cache at {opened.path} was made with --fit {opened.fit}; the model was trained on --fit {fit}")
         return opened
     if data is not None or manifest is not None:
-        return open_or_build_cache(data=data, manifest=manifest, size=size, fit=fit, progress=progress)
+        return open_or_build_cache(data=data, manifest=manifest, size=size, fit=fit, progress=progress,
+                                   body_parts=body_parts)
 
     recorded_caches, recorded_data = _recorded_sources(loaded)
     for candidate in recorded_caches:
@@ -105,16 +115,23 @@ def locate_cache(
             opened = open_cache(candidate)
         except DataError:
             continue
-        if opened.size == size and opened.fit == fit:
+        if opened.size == size and opened.fit == fit and _holds(opened, body_parts):
             return opened
     for candidate in recorded_data:
         if candidate.is_file():  # a manifest (a MURA dataset is a folder)
-            return open_or_build_cache(manifest=candidate, size=size, fit=fit, progress=progress)
+            return open_or_build_cache(manifest=candidate, size=size, fit=fit, progress=progress, body_parts=body_parts)
         if candidate.exists():
-            return open_or_build_cache(data=candidate, size=size, fit=fit, progress=progress)
+            return open_or_build_cache(data=candidate, size=size, fit=fit, progress=progress, body_parts=body_parts)
     if recorded_caches or recorded_data:
         notes.append("the data this run was trained on is gone; using $MURA_DATA or ./data")
-    return open_or_build_cache(data=None, size=size, fit=fit, progress=progress)
+    return open_or_build_cache(data=None, size=size, fit=fit, progress=progress, body_parts=body_parts)
+
+
+def _holds(cache: "Cache", body_parts: list[str] | None) -> bool:
+    """Whether ``cache`` has every image of ``body_parts`` (None: of every body part)."""
+    if cache.body_parts is None:
+        return True
+    return body_parts is not None and set(body_parts) <= set(cache.body_parts)
 
 
 def _recorded_sources(loaded: "LoadedModel") -> tuple[list[Path], list[Path]]:

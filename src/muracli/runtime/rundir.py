@@ -1,9 +1,11 @@
 """The run directory and the record of the latest run.
 
 ``config.json`` (every option, versions, data fingerprint, device),
-``metrics.csv`` (one row per epoch), ``best.pt``, ``last.pt``, ``log.txt``
-and ``curves.png``. The latest run is recorded in a small state file so
-that ``mura evaluate`` and ``mura predict`` can default to it.
+``metrics.csv`` (one row per epoch), ``best.pt``, ``last.pt``, ``log.txt``,
+``curves.png`` and, for a run that chooses its checkpoint on a part of train
+(``--select-on train:FRACTION``), ``selection.csv``: the studies held out.
+The latest run is recorded in a small state file so that ``mura evaluate``
+and ``mura predict`` can default to it.
 """
 
 from __future__ import annotations
@@ -15,13 +17,18 @@ import os
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from muracli.errors import CheckpointError
 from muracli.files import write_atomic
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: The select_* columns are empty unless a part of train chose the checkpoint (``--select-on train:FRACTION``).
 METRIC_COLUMNS = [
     "epoch", "train_loss", "valid_loss", "valid_kappa", "valid_auc", "valid_accuracy",
+    "select_loss", "select_kappa", "select_auc",
     "lr", "seconds", "images_per_s",
 ]
 
@@ -34,8 +41,11 @@ def epoch_line(row: dict[str, Any], total: int | None = None) -> str:
         return "n/a" if missing else format(value, spec)
 
     epoch = f"{row['epoch']}/{total}" if total else str(row["epoch"])
+    select = ""
+    if row.get("select_loss") is not None:
+        select = f"select loss {f(row['select_loss'])}  kappa {f(row.get('select_kappa'))}  "
     return (
-        f"epoch {epoch}  train loss {f(row['train_loss'])}  valid loss {f(row['valid_loss'])}  "
+        f"epoch {epoch}  train loss {f(row['train_loss'])}  {select}valid loss {f(row['valid_loss'])}  "
         f"kappa {f(row['valid_kappa'])}  AUC {f(row['valid_auc'])}  lr {row['lr']:.2g}  "
         f"{f(row['seconds'], '.1f')} s  {f(row['images_per_s'], '.0f')} img/s"
     )
@@ -61,10 +71,12 @@ class RunDir:
     last_path = property(lambda self: self.path / "last.pt")
     log_path = property(lambda self: self.path / "log.txt")
     curves_path = property(lambda self: self.path / "curves.png")
+    selection_path = property(lambda self: self.path / "selection.csv")
 
     def holds_run(self) -> bool:
         """Whether a run was already written here (never mix two runs' metrics)."""
-        return any(p.exists() for p in (self.config_path, self.metrics_path, self.last_path, self.best_path))
+        return any(p.exists() for p in (self.config_path, self.metrics_path, self.last_path, self.best_path,
+                                        self.selection_path))
 
     def create(self) -> "RunDir":
         self.path.mkdir(parents=True, exist_ok=True)
@@ -78,6 +90,20 @@ class RunDir:
             return json.loads(self.config_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"cannot read {self.config_path}: {exc}", "is this a run directory written by `mura train`?") from exc
+
+    def write_selection(self, studies: "pd.DataFrame") -> None:
+        """selection.csv: one row per held-out study (study, patient, body_part, label)."""
+        write_atomic(self.selection_path, studies.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+
+    def read_selection(self) -> "pd.DataFrame":
+        import pandas as pd
+
+        try:
+            return pd.read_csv(self.selection_path, dtype={"study": str, "patient": str, "body_part": str},
+                               keep_default_na=False)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"cannot read {self.selection_path}: {exc}",
+                                  "it lists the run's held-out studies; restore it, or start a new run") from exc
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         new = not self.metrics_path.exists()

@@ -38,30 +38,41 @@ class Progress:
     step: int = 0  # completed steps inside the current epoch
     loss_sum: float = 0.0  # running train-loss sum and image count of the current epoch
     seen: int = 0
-    best_kappa: float = -math.inf
+    best_kappa: float = -math.inf  # of the split that chooses best.pt (valid, or the held-out part of train)
     best_epoch: int | None = None
     best_auc: float | None = None
     stale_epochs: int = 0  # epochs since the best kappa, for early stopping
     stopped_early: bool = False
+    best_valid_kappa: float | None = None  # valid's kappa and AUC at the best epoch, whichever split chose it
+    best_valid_auc: float | None = None
 
     def state(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
-    def end_epoch(self, epoch: int, kappa: float | None, auc: float | None, early_stop: int) -> bool:
-        """Close ``epoch`` with its valid kappa and AUC; True when it is the best so far.
+    def end_epoch(self, epoch: int, row: dict[str, Any], *, chooser: str, early_stop: int) -> bool:
+        """Close ``epoch`` with its metrics ``row``; True when it is the best so far.
 
-        An undefined kappa (one class only) counts as -1, below any real one;
-        ties keep the earlier epoch, as ``mura compare`` reads it back.
+        The best epoch is the one of highest ``<chooser>_kappa`` (``select``
+        or ``valid``: ``TrainConfig.chooser``). An undefined kappa (one class
+        only) counts as -1, below any real one; ties keep the earlier epoch,
+        as ``mura compare`` reads it back.
         """
-        improved = (kappa if kappa is not None else -1.0) > self.best_kappa
+        kappa = row[f"{chooser}_kappa"]
+        best = -math.inf if self.best_epoch is None else _score(self.best_kappa)
+        improved = _score(kappa) > best
         if improved:
-            self.best_kappa, self.best_epoch, self.best_auc = kappa, epoch, auc
+            self.best_kappa, self.best_epoch, self.best_auc = kappa, epoch, row[f"{chooser}_auc"]
+            self.best_valid_kappa, self.best_valid_auc = row["valid_kappa"], row["valid_auc"]
             self.stale_epochs = 0
         else:
             self.stale_epochs += 1
         self.epoch, self.step, self.loss_sum, self.seen = epoch, 0, 0.0, 0
         self.stopped_early = bool(early_stop) and self.stale_epochs >= early_stop
         return improved
+
+
+def _score(kappa: float | None) -> float:
+    return -1.0 if kappa is None else kappa
 
 
 class Checkpointer:

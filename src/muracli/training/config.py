@@ -12,12 +12,14 @@ training default.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from muracli.batches.augment_options import AugmentConfig
 from muracli.choices import AGGREGATES, DEVICES, FITS, INITS, OPTIMIZERS, SCHEDULES, VIEW_POOLS, check_choice
 from muracli.data.dataset import check_one_source
+from muracli.data.layout import parse_body_parts
 from muracli.errors import ConfigError
 
 
@@ -67,6 +69,29 @@ def _rotation(degrees: float) -> dict[str, float]:
     return {"rotate": degrees}
 
 
+def select_fraction(select_on: str) -> float | None:
+    """The FRACTION of ``train:FRACTION`` (strictly between 0 and 1), None for ``valid``; else a ``ConfigError``."""
+    if select_on == "valid":
+        return None
+    hint = "--select-on valid (the default) or train:FRACTION, e.g. train:0.1 holds out a tenth of train's patients"
+    kind, _, value = str(select_on).partition(":")
+    try:
+        fraction = float(value) if kind == "train" else math.nan
+    except ValueError:
+        fraction = math.nan
+    if math.isnan(fraction):
+        raise ConfigError(f"--select-on must be valid or train:FRACTION, got {select_on!r}", hint)
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"--select-on train:FRACTION needs 0 < FRACTION < 1, got {value}", hint)
+    return fraction
+
+
+def canonical_select_on(select_on: str) -> str:
+    """``select_on`` as runs record it: ``valid`` or ``train:0.1`` (``train:0.10`` and ``train:.1`` alike)."""
+    fraction = select_fraction(select_on)
+    return "valid" if fraction is None else f"train:{fraction:g}"
+
+
 _AUGMENT = AugmentConfig()
 
 
@@ -84,6 +109,16 @@ class TrainConfig:
     cache: str | None = option(None, "Train on this preprocess cache (see `mura preprocess`).", path=True, execution=True)
     image_size: int = option(224, "Input size in pixels (square).", low=16, high=2048)
     fit: str = option("pad", "How images were made square in the cache.", choices=FITS)
+    body_parts: list[str] | None = option(
+        None, "Train and validate on these body parts only, comma-separated (XR_WRIST,XR_HAND).", flag="--body-part",
+        cli_type=str, to_config=parse_body_parts, shown="all",
+    )
+    select_on: str = option(
+        "valid", "The split that chooses best.pt, early stopping and the plateau schedule: valid (the MURA paper's "
+        "practice, optimistic) or train:FRACTION, that share of train's patients (stratified by body part and label) "
+        "held out of training, so valid only reports.", to_config=canonical_select_on,
+    )
+    select_seed: int = option(0, "Seed of the --select-on train:FRACTION split (independent of --seed).", low=0)
     # -- model
     model: str = option("cnn", "cnn, vgg16, densenet169 or any torchvision classifier name.", flag="--model -m")
     pretrained: bool = option(False, "Start from torchvision's ImageNet weights (downloaded and cached by torch hub).")
@@ -104,7 +139,8 @@ class TrainConfig:
     momentum: float = option(0.9)
     weight_decay: float = option(0.0, "L2 penalty.", low=0.0)
     schedule: str = option(
-        "plateau", "plateau (LR/10 when valid loss stalls, the paper) or cosine with warm-up.", choices=SCHEDULES
+        "plateau", "plateau (LR/10 when the --select-on split's loss stalls, the paper) or cosine with warm-up.",
+        choices=SCHEDULES,
     )
     plateau_patience: int = option(1)
     warmup_epochs: float = option(0.0, "Cosine schedule: linear warm-up length, in epochs.", low=0.0)
@@ -115,7 +151,9 @@ class TrainConfig:
         help="Largest random rotation in degrees (the MURA paper: 30).", flag="--rotate", cli_type=float,
         to_config=_rotation, low=0.0, high=180.0, shown=f"{_AUGMENT.rotate:g}", factory=dict,
     )
-    early_stop: int = option(0, "Stop after N epochs without a better valid kappa (0: never).", low=0, resumable=True)
+    early_stop: int = option(
+        0, "Stop after N epochs without a better kappa on the --select-on split (0: never).", low=0, resumable=True
+    )
     aggregate: str = option("mean", "Study probability from image probabilities.", choices=AGGREGATES)
     threshold: float = option(0.5)
     # -- execution
@@ -153,7 +191,19 @@ class TrainConfig:
         check(0.0 < self.threshold < 1.0, "--threshold must be in (0, 1)")
         check(not (self.pretrained and self.weights), "--pretrained and --weights both given",
               "use one: --weights FILE is the offline way to get pretrained weights")
+        select_fraction(self.select_on)
+        parse_body_parts(self.body_parts)
         return self
+
+    @property
+    def selection_fraction(self) -> float | None:
+        """The share of train held out to choose the checkpoint, or None when valid chooses it."""
+        return select_fraction(self.select_on)
+
+    @property
+    def chooser(self) -> str:
+        """The prefix of the metrics that choose best.pt: ``select`` (a part of train) or ``valid``."""
+        return "valid" if self.selection_fraction is None else "select"
 
     def augmentation(self):
         """The training augmentation (``AugmentConfig``), or None with ``augment`` off."""

@@ -1,20 +1,34 @@
-"""The data side of a training run: find or build the cache, then loaders."""
+"""The data side of a training run: find or build the cache, the splits it trains and chooses on, then loaders.
+
+A run of some body parts (``--body-part``) takes their images from the
+cache's splits; a run that chooses its checkpoint on a part of train
+(``--select-on train:FRACTION``) holds that part's studies out of training
+(``muracli.data.selection.selection_studies``), and a resumed run holds out
+the studies its ``selection.csv`` lists.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from muracli.batches.augment import GREY_MEAN, GREY_STD, AugmentConfig
 from muracli.batches.sampler import mix_seed
+from muracli.data.layout import parse_body_parts
+from muracli.data.selection import selection_studies
 from muracli.errors import DataError
 from muracli.machine import usable_cores
 from muracli.progress import ProgressFn
 from muracli.runtime.caches import open_or_build_cache
 from muracli.runtime.distributed import World
+from muracli.runtime.rundir import RunDir
 from muracli.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -31,20 +45,32 @@ class TrainData:
     source: str
     cache_path: Path
     prepared: bool = False  # the loader's batches are already augmented and normalised model input
+    select: object | None = None  # CacheSplit: the held-out part of train that chooses best.pt, if any
+    selection: "pd.DataFrame | None" = None  # its studies, as selection.csv lists them
 
 
 def load_train_data(config: TrainConfig, world: World, device: torch.device, progress: ProgressFn | None = None) -> TrainData:
     from muracli.batches.datasets import image_loader
 
+    config.body_parts = parse_body_parts(config.body_parts)
     cache = open_or_build_cache(
-        data=config.data, manifest=config.manifest, cache=config.cache, size=config.image_size, fit=config.fit, world=world, progress=progress
+        data=config.data, manifest=config.manifest, cache=config.cache, size=config.image_size, fit=config.fit,
+        world=world, progress=progress, body_parts=config.body_parts,
     )
-    train, valid = cache.split("train"), cache.split("valid")
+    if config.body_parts is None and cache.body_parts is not None:
+        config.body_parts = list(cache.body_parts)  # a cache of some body parts makes a run of those parts
+    train, valid = cache.split("train", config.body_parts), cache.split("valid", config.body_parts)
     if len(train.index) == 0 or len(valid.index) == 0:
+        parts = f" of {', '.join(config.body_parts)}" if config.body_parts else ""
         raise DataError(
-            f"the cache at {cache.path} has {len(train.index)} train and {len(valid.index)} valid images",
+            f"the cache at {cache.path} has {len(train.index)} train and {len(valid.index)} valid images{parts}",
             "training needs both splits; check `mura stats` for the dataset",
         )
+    select, selection = None, None
+    if config.selection_fraction is not None:
+        selection = _selection(config, train.index)
+        held = train.index["study"].isin(selection["study"]).to_numpy()
+        train, select = train.subset(~held), train.subset(held, name="select")
     if config.study_model:
         from muracli.batches.datasets import study_loader
 
@@ -88,7 +114,39 @@ def load_train_data(config: TrainConfig, world: World, device: torch.device, pro
         source=str(cache.manifest.source),
         cache_path=cache.path,
         prepared=prepared,
+        select=select,
+        selection=selection,
     )
+
+
+def _selection(config: TrainConfig, train: "pd.DataFrame") -> "pd.DataFrame":
+    """The studies of ``train`` (a cache index) held out to choose the checkpoint.
+
+    A resumed run keeps the ones its selection.csv lists; a new run draws
+    them with ``--select-seed`` (every rank alike: the draw depends on the
+    index and the seed only).
+    """
+    run = RunDir(config.out) if config.out else None
+    if run is not None and run.config_path.is_file() and run.selection_path.is_file():
+        selection = run.read_selection()
+        lost = sorted(set(selection["study"]) - set(train["study"]))
+        if lost:
+            raise DataError(
+                f"{run.selection_path} lists {len(lost)} studies the training data lacks (e.g. {lost[0]})",
+                "resume on the data the run was trained on (see its config.json)",
+            )
+    else:
+        selection = selection_studies(train, config.selection_fraction, config.select_seed)
+    where = f"--select-on {config.select_on} (--select-seed {config.select_seed})"
+    labels = set(selection["label"])
+    if len(selection) == 0 or len(selection) == train["study"].nunique() or labels != {0, 1}:
+        raise DataError(
+            f"{where} holds out {len(selection)} of {train['study'].nunique()} training studies"
+            f"{', all ' + ('abnormal' if 1 in labels else 'normal') if len(labels) == 1 else ''}: "
+            "kappa needs both classes there and training needs the rest",
+            "choose another FRACTION (or --select-seed), or more data",
+        )
+    return selection
 
 
 def mura_class_weights(index) -> torch.Tensor:

@@ -26,9 +26,10 @@ def build_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
 class Schedule:
     """One interface over the two kinds of schedule.
 
-    ``plateau`` (the MURA paper: divide the LR by 10 when the valid loss stops
-    improving) steps once per epoch with that loss; ``cosine`` (with linear
-    warm-up) steps after every optimisation step.
+    ``plateau`` (the MURA paper: divide the LR by 10 when the loss of the
+    split that chooses the checkpoint, valid or ``--select-on``'s part of
+    train, stops improving) steps once per epoch with that loss; ``cosine``
+    (with linear warm-up) steps after every optimisation step.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
@@ -49,9 +50,9 @@ class Schedule:
         if self.kind == "cosine":
             self.scheduler.step()
 
-    def after_epoch(self, valid_loss: float) -> None:
-        if self.kind == "plateau" and math.isfinite(valid_loss):
-            self.scheduler.step(valid_loss)
+    def after_epoch(self, loss: float) -> None:
+        if self.kind == "plateau" and math.isfinite(loss):
+            self.scheduler.step(loss)
 
     def state_dict(self) -> dict:
         return self.scheduler.state_dict() if self.scheduler is not None else {}

@@ -42,6 +42,9 @@ EpochCallback = Callable[[dict[str, Any]], None]
 
 @dataclass
 class TrainResult:
+    """Where a run ended up. ``best_kappa``/``best_auc`` are those of the split that chose
+    best.pt (``selected_on``: ``valid`` or ``train:FRACTION``); ``best_valid_*`` valid's at that epoch."""
+
     run_dir: Path
     epochs: int
     best_epoch: int | None
@@ -50,6 +53,9 @@ class TrainResult:
     stopped_early: bool
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    selected_on: str = "valid"
+    best_valid_kappa: float | None = None
+    best_valid_auc: float | None = None
 
 
 @dataclass
@@ -141,20 +147,26 @@ def _train(config: TrainConfig, world: World, device, resume: Path | None, progr
             if distributed.any_rank(stop.raised, world, device):
                 checkpoints.interrupt(state, stop)
 
+    best_kappa = state.best_kappa if state.best_epoch is not None else None
     if world.is_main:
+        chooser = config.chooser
         if state.stopped_early:
-            run.log(f"early stop: no better valid kappa for {config.early_stop} epochs")
-        run.log(f"finished: best valid kappa {state.best_kappa:.4f} at epoch {state.best_epoch}")
+            run.log(f"early stop: no better {chooser} kappa for {config.early_stop} epochs")
+        kappa = "n/a" if best_kappa is None else f"{best_kappa:.4f}"
+        run.log(f"finished: best {chooser} kappa {kappa} at epoch {state.best_epoch} (chosen on {config.select_on})")
         record_latest(run.path)
     return TrainResult(
         run_dir=run.path,
         epochs=state.epoch,
         best_epoch=state.best_epoch,
-        best_kappa=state.best_kappa if state.best_epoch is not None else None,
+        best_kappa=best_kappa,
         best_auc=state.best_auc,
         stopped_early=state.stopped_early,
         seconds=time.monotonic() - started,
         history=history,
+        selected_on=config.select_on,
+        best_valid_kappa=state.best_valid_kappa,
+        best_valid_auc=state.best_valid_auc,
     )
 
 
@@ -213,6 +225,8 @@ def _open_run(run: RunDir, session: Session, state: Progress, *, resumed: bool) 
         run.log(f"resumed at epoch {state.epoch} step {state.step}, training to {config.epochs} epochs")
         return
     run.write_config(_config_record(session))
+    if session.data.selection is not None:
+        run.write_selection(session.data.selection)
     run.log(f"training {config.model} on {session.device} ({session.precision.name}), world size {session.world.size}")
 
 
@@ -228,12 +242,8 @@ def _epoch(session: Session, state: Progress, checkpoints: Checkpointer, stop: S
         checkpoints.interrupt(state, stop)
     seconds = time.monotonic() - epoch_started
     loss_sum, seen, fresh = distributed.sum_across([state.loss_sum, state.seen, state.seen - seen_before], world, device)
-    metrics = validate(
-        session.model, session.data.valid, device=device, precision=session.precision,
-        channels_last=session.channels_last, aggregate=config.aggregate, threshold=config.threshold,
-        max_images=config.eval_batch_images, world=world, progress=progress, study_model=config.study_model,
-    )
-    session.schedule.after_epoch(metrics["valid_loss"])
+    metrics = _validate(session, progress)
+    session.schedule.after_epoch(metrics[f"{config.chooser}_loss"])
     row = {
         "epoch": epoch,
         "train_loss": loss_sum / max(1, seen),
@@ -242,11 +252,26 @@ def _epoch(session: Session, state: Progress, checkpoints: Checkpointer, stop: S
         "seconds": seconds,
         "images_per_s": fresh / seconds if seconds > 0 else None,
     }
-    improved = state.end_epoch(epoch, metrics["valid_kappa"], metrics["valid_auc"], config.early_stop)
+    improved = state.end_epoch(epoch, row, chooser=config.chooser, early_stop=config.early_stop)
     if improved:
         checkpoints.save_best(epoch, row)
     checkpoints.save_last(state)
     return row, improved
+
+
+def _validate(session: Session, progress: ProgressFn) -> dict[str, Any]:
+    """The epoch's metrics on valid (reported every epoch, for the curves) and, when a
+    held-out part of train chooses the checkpoint, on it (``select_*``)."""
+    config = session.config
+    options = dict(
+        device=session.device, precision=session.precision, channels_last=session.channels_last,
+        aggregate=config.aggregate, threshold=config.threshold, max_images=config.eval_batch_images,
+        world=session.world, progress=progress, study_model=config.study_model,
+    )
+    metrics = validate(session.model, session.data.valid, **options)
+    if session.data.select is not None:
+        metrics.update(validate(session.model, session.data.select, prefix="select", **options))
+    return metrics
 
 
 def _train_one_epoch(session: Session, state: Progress, epoch: int, stop: StopFlag, progress: ProgressFn) -> None:
@@ -323,6 +348,10 @@ def _config_record(session: Session) -> dict[str, Any]:
             "fingerprint": data.fingerprint,
             "train_images": len(data.train.index),
             "valid_images": len(data.valid.index),
+            "selected_on": config.select_on,
+            "body_parts": config.body_parts,
+            "select_images": len(data.select.index) if data.select is not None else None,
+            "select_studies": len(data.selection) if data.selection is not None else None,
             "class_weights": [float(w) for w in data.class_weights],
         },
         "device": {

@@ -1,4 +1,5 @@
-"""Validation after every epoch: study-level loss, kappa and AUC on the valid split."""
+"""Validation after every epoch: study-level loss, kappa and AUC on the valid split, and on the
+held-out part of train that chooses the checkpoint when there is one (``--select-on train:FRACTION``)."""
 
 from __future__ import annotations
 
@@ -28,12 +29,14 @@ def validate(
     world: World,
     progress=None,
     study_model: bool = False,
+    prefix: str = "valid",
 ) -> dict[str, Any]:
-    """Valid loss (mean cross-entropy per image, or per study for a study
-    model) and study-level kappa, AUC and accuracy."""
+    """The split's loss (mean cross-entropy per image, or per study for a
+    study model) and study-level kappa, AUC and accuracy, as ``<prefix>_loss``,
+    ``<prefix>_kappa``, ``<prefix>_auc`` and ``<prefix>_accuracy``."""
     options = dict(
         device=device, mean=GREY_MEAN, std=GREY_STD, precision=precision, max_images=max_images,
-        channels_last=channels_last, world=world, progress=progress,
+        channels_last=channels_last, world=world, progress=progress, task="validate" if prefix == "valid" else prefix,
     )
     if study_model:
         rows = study_probabilities(model, split, **options)
@@ -47,8 +50,8 @@ def validate(
     )
     # Undefined metrics (e.g. a single-class split) are None, as in metrics.json.
     return {
-        "valid_loss": float(image_losses(rows).mean()) if len(rows) else math.nan,
-        "valid_kappa": metrics["kappa"],
-        "valid_auc": metrics["auc"],
-        "valid_accuracy": metrics["accuracy"],
+        f"{prefix}_loss": float(image_losses(rows).mean()) if len(rows) else math.nan,
+        f"{prefix}_kappa": metrics["kappa"],
+        f"{prefix}_auc": metrics["auc"],
+        f"{prefix}_accuracy": metrics["accuracy"],
     }
