@@ -115,17 +115,22 @@ def test_dicom_monochrome1_and_2_predict_like_the_png(loaded_cnn, synthetic_data
 def test_pydicom_sample_files_predict(loaded_cnn, tmp_path):
     from pydicom.data import get_testdata_file
 
-    study = tmp_path / "study"
+    study = tmp_path / "export"
     study.mkdir()
     for name in ("CT_small.dcm", "MR_small.dcm", "MR_truncated.dcm"):
-        path = get_testdata_file(name, download=False)
-        if path is None:  # pragma: no cover - depends on the pydicom build
-            pytest.skip(f"{name} is not shipped with this pydicom")
-        shutil.copy(path, study / name)
+        shutil.copy(get_testdata_file(name, download=False), study / name)
     shutil.copy(study / "CT_small.dcm", study / "IM_NO_SUFFIX")
-    (result,) = predict_studies(loaded_cnn, discover_studies([study]))
-    assert result.ok and result.n_images == 3 and 0.0 <= result.probability <= 1.0
-    assert [(Path(s.path).name, s.reason) for s in result.skipped] == [("MR_truncated.dcm", "truncated")]
+    # Two StudyInstanceUIDs in one folder: two studies (CT, CT copy | MR, MR cut short), in file order.
+    ct, mr = predict_studies(loaded_cnn, discover_studies([study]), any_modality=True)
+    assert ct.study == f"{study} (study 1 of 2)" and ct.ok and ct.n_images == 2 and 0.0 <= ct.probability <= 1.0
+    assert [Path(i.path).name for i in ct.images] == ["CT_small.dcm", "IM_NO_SUFFIX"]
+    assert mr.ok and mr.n_images == 1
+    assert [(Path(s.path).name, s.reason) for s in mr.skipped] == [("MR_truncated.dcm", "truncated")]
+    # Without --any-modality neither is scored: a radiograph model does not read CT or MR.
+    ct, mr = predict_studies(loaded_cnn, discover_studies([study]))
+    assert not ct.ok and not mr.ok
+    assert {s.reason for s in ct.skipped + mr.skipped} == {"not_a_radiograph"}
+    assert "is a CT image" in ct.skipped[0].detail
 
 
 @pytest.mark.parametrize("method", ["mean", "max", "vote"])
