@@ -21,10 +21,15 @@ def png_bytes(width: int, height: int, *, bit_depth: int = 8, color_type: int = 
 
 
 def write_dicom(path: Path, pixels: np.ndarray, *, photometric: str = "MONOCHROME2", bits: int = 12,
-                preamble: bool = True, **elements) -> Path:
+                preamble: bool = True, syntax: str | None = None, frame: bytes | None = None, **elements) -> Path:
     """A DICOM file holding ``pixels`` as stored values: greyscale (H, W), frames
     (N, H, W) or RGB (H, W, 3); ``preamble=False`` writes one without the
-    128-byte preamble and ``DICM``; ``elements`` are set on the dataset."""
+    128-byte preamble and ``DICM``; ``elements`` are set on the dataset.
+
+    ``syntax`` is the transfer syntax UID (default explicit VR little endian;
+    pydicom itself writes implicit VR and deflated); with ``frame``, the
+    already-encoded frame is stored encapsulated (``pydicom.encaps``) under
+    ``syntax`` instead of ``pixels``, which then only give the image's shape."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import (
         ExplicitVRLittleEndian,
@@ -35,7 +40,7 @@ def write_dicom(path: Path, pixels: np.ndarray, *, photometric: str = "MONOCHROM
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = syntax or ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
@@ -56,7 +61,14 @@ def write_dicom(path: Path, pixels: np.ndarray, *, photometric: str = "MONOCHROM
     ds.PixelRepresentation = 1 if pixels.dtype.kind == "i" else 0
     for key, value in elements.items():
         setattr(ds, key, value)
-    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    if frame is None:
+        ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    else:
+        from pydicom.encaps import encapsulate
+
+        ds.PixelData = encapsulate([frame])
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
     if preamble:
         try:
             ds.save_as(path, enforce_file_format=True)  # pydicom 3

@@ -22,7 +22,7 @@ What "greyscale" means per input:
   scaled to 0..255 (the window's output range when a window was applied,
   otherwise the real range). pydicom decodes uncompressed (implicit/explicit
   VR, little/big endian), deflated and RLE pixel data; imagecodecs the JPEG
-  Baseline, Extended 12-bit, Lossless, JPEG-LS and JPEG 2000 frames
+  Baseline, Extended 12-bit, Lossless, JPEG-LS, JPEG 2000 and HTJ2K frames
   (``data.dicom_codecs``). Objects without pixel data (structured reports,
   RT plans, presentation states) are ``not_an_image``; images of another
   modality than CR, DX or RG are ``not_a_radiograph`` unless asked for.
@@ -436,7 +436,7 @@ def _first_frame(ds, path: Path) -> np.ndarray:
         raise ImageReadError(
             f"{path}: no decoder for its transfer syntax {name} ({syntax})",
             "unsupported",
-            "export it uncompressed, or as RLE, JPEG, JPEG-LS or JPEG 2000",
+            "export it uncompressed, or as RLE, JPEG, JPEG-LS or JPEG 2000 (all read here)",
         ) from exc
     except MemoryError:
         raise

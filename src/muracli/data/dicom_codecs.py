@@ -10,7 +10,8 @@ function), backed by imagecodecs (BSD-3-Clause):
   JPEG Extended with 12-bit samples (4.51), JPEG Lossless (4.57) and JPEG
   Lossless first-order prediction (4.70);
 * ``jpegls_decode`` (CharLS): JPEG-LS lossless (4.80) and near-lossless (4.81);
-* ``jpeg2k_decode`` (OpenJPEG): JPEG 2000 lossless (4.90) and lossy (4.91).
+* ``jpeg2k_decode`` (OpenJPEG): JPEG 2000 lossless (4.90) and lossy (4.91),
+  and High-Throughput JPEG 2000 (4.201, 4.202, 4.203).
 
 pydicom does the DICOM side around each frame (finding the frame, the
 container size, sign correction, YBR to RGB), so a frame comes back exactly
@@ -36,9 +37,15 @@ CODECS = {
     "1.2.840.10008.1.2.4.81": "jpegls_decode",  # JPEG-LS Near-Lossless
     "1.2.840.10008.1.2.4.90": "jpeg2k_decode",  # JPEG 2000 (Lossless Only)
     "1.2.840.10008.1.2.4.91": "jpeg2k_decode",  # JPEG 2000
+    "1.2.840.10008.1.2.4.201": "jpeg2k_decode",  # High-Throughput JPEG 2000 (Lossless Only)
+    "1.2.840.10008.1.2.4.202": "jpeg2k_decode",  # High-Throughput JPEG 2000 with RPCL Options (Lossless Only)
+    "1.2.840.10008.1.2.4.203": "jpeg2k_decode",  # High-Throughput JPEG 2000
 }
 
 DECODER_DEPENDENCIES = {uid: ("numpy", "imagecodecs>=2024.6.1") for uid in CODECS}
+
+_EOI = b"\xff\xd9"
+_EOI_SEARCH = 16  # fragments may carry padding after the marker
 
 _lock = threading.Lock()
 _registered: set[str] = set()
@@ -61,6 +68,11 @@ def decode_frame(src: bytes, runner) -> bytes:
 
     syntax = str(runner.transfer_syntax)
     name = CODECS[syntax]
+    if name in ("jpeg8_decode", "jpegls_decode") and _EOI not in bytes(src[-_EOI_SEARCH:]):
+        # A frame cut short: libjpeg would fill it with grey and only warn, and CharLS
+        # can spend tens of seconds on one. Byte stuffing keeps FF D9 out of the scan
+        # data of both, so its absence at the end means the stream was not copied whole.
+        raise ValueError("the frame ends before its end-of-image marker (FF D9): it was cut short")
     colour = runner.samples_per_pixel > 1
     if name == "jpeg8_decode" and colour:
         # Hand back the stored components untransformed, as pydicom's own JPEG
