@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from muracli.data.decode import read_greyscale
 from muracli.errors import ConfigError
@@ -152,3 +153,31 @@ def test_cam_needs_a_feature_map(synthetic_data, tmp_path, build):
     loaded.model.cam_layer_name = None
     with pytest.raises(ConfigError, match="Grad-CAM"):  # at call time, before any image is decoded
         predict_studies(loaded, discover_studies([synthetic_data / "MURA-v1.1" / "valid"]), cam=CamWriter(tmp_path))
+
+
+def test_dicom_without_suffix_or_preamble_gets_the_original_prediction(loaded_cnn, synthetic_data, tmp_path, build):
+    grey = np.asarray(Image.open(next((synthetic_data / "MURA-v1.1" / "valid").glob("XR_*/*/*/image1.png"))).convert("L"))
+    stored = grey.astype(np.uint16) * 16
+    for folder in ("a", "b", "c"):
+        (tmp_path / folder).mkdir()
+    original = build.write_dicom(tmp_path / "a" / "scan.dcm", stored)
+    shutil.copy(original, tmp_path / "b" / "IM000001")  # the same file without its suffix
+    build.write_dicom(tmp_path / "c" / "1.2.840.113619.2.55.3.7", stored, preamble=False)  # no preamble, dotted name
+    results = list(predict_studies(loaded_cnn, discover_studies([tmp_path / "a", tmp_path / "b", tmp_path / "c"])))
+    assert [r.n_images for r in results] == [1, 1, 1]
+    assert results[0].probability == results[1].probability == results[2].probability
+
+
+def test_a_12_bit_lossless_jpeg_is_predicted(loaded_cnn, synthetic_data, tmp_path):
+    import imagecodecs
+
+    grey = np.asarray(Image.open(next((synthetic_data / "MURA-v1.1" / "valid").glob("XR_*/*/*/image1.png"))).convert("L"))
+    stored = grey.astype(np.uint16) * 16 + 7  # 12-bit values
+    (tmp_path / "jpeg").mkdir()
+    (tmp_path / "jpeg" / "image1.jpg").write_bytes(
+        imagecodecs.jpeg8_encode(stored, lossless=True, predictor=1, bitspersample=12))
+    (tmp_path / "png").mkdir()
+    Image.fromarray(stored).save(tmp_path / "png" / "image1.png")  # the same pixels as a 16-bit PNG
+    jpeg, png = predict_studies(loaded_cnn, discover_studies([tmp_path / "jpeg", tmp_path / "png"]))
+    assert jpeg.ok and jpeg.n_images == 1 and jpeg.skipped == []
+    assert jpeg.probability == png.probability

@@ -128,7 +128,8 @@ def predict(
         n = report["n_studies"]
         raise DataError(
             ("the study could not" if n == 1 else f"none of the {n} studies could") + " be predicted: no readable image",
-            "check the files named in the output (empty, truncated, not images?)",
+            "check the files named in the output (empty, truncated, not images?); "
+            "DICOM images of another modality than CR, DX or RG are scored only with --any-modality",
         )
 
 
