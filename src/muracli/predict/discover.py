@@ -25,9 +25,10 @@ without pixel data):
   PACS export) is split into one study per StudyInstanceUID, all series
   together, numbered in file order: ``export (study 1 of 3)``; files without
   a StudyInstanceUID (PNGs, say) form one more study after them;
-* a folder holding a ``DICOMDIR`` is read through it: its studies are made
-  of the files the DICOMDIR lists, grouped as above, and its subfolders are
-  not searched again;
+* a folder holding a ``DICOMDIR`` (or a ``DICOMDIR`` given as PATH) is read
+  through it: its studies are made of the files the DICOMDIR lists, grouped
+  as above, and its subfolders are not searched again (a DICOMDIR pydicom
+  cannot read is ignored and the folder searched as usual);
 * a study's ``body_part`` comes from BodyPartExamined or StudyDescription
   (``XR_WRIST``, ..., or another part as written); the output prefers the
   ``XR_*`` part of the path. ``study_uid`` and ``accession_number`` are kept
