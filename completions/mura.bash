@@ -118,7 +118,7 @@ _mura() {
                 --cam) _mura_complete_path -d; return 0 ;;
                 --batch-images) return 0 ;;  # a value of your own: nothing to suggest
             esac
-            opts="--checkpoint -c --json --csv --cam --tta --sort --gpu --cpu --batch-images -h --help"
+            opts="--checkpoint -c --json --csv --cam --tta --sort --gpu --cpu --batch-images --with-ids --any-modality -h --help"
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return 0

@@ -133,6 +133,8 @@ complete -c mura -n '__fish_seen_subcommand_from predict' -l sort -d 'Order stud
 complete -c mura -n '__fish_seen_subcommand_from predict' -l gpu -d 'Run on CUDA or the CPU'
 complete -c mura -n '__fish_seen_subcommand_from predict' -l cpu -d 'Run on CUDA or the CPU'
 complete -c mura -n '__fish_seen_subcommand_from predict' -l batch-images -x -d 'Images decoded and run through the model at once'
+complete -c mura -n '__fish_seen_subcommand_from predict' -l with-ids -d 'Add each study\'s DICOM StudyInstanceUID and AccessionNumber to --json...'
+complete -c mura -n '__fish_seen_subcommand_from predict' -l any-modality -d 'Also score DICOM images whose Modality is not a radiograph\'s (CR, DX,...'
 complete -c mura -n '__fish_seen_subcommand_from predict' -s h -l help -d 'Show the help and exit'
 complete -c mura -n '__fish_seen_subcommand_from predict' -F
 

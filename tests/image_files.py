@@ -21,10 +21,15 @@ def png_bytes(width: int, height: int, *, bit_depth: int = 8, color_type: int = 
 
 
 def write_dicom(path: Path, pixels: np.ndarray, *, photometric: str = "MONOCHROME2", bits: int = 12,
-                preamble: bool = True, **elements) -> Path:
+                preamble: bool = True, syntax: str | None = None, frame: bytes | None = None, **elements) -> Path:
     """A DICOM file holding ``pixels`` as stored values: greyscale (H, W), frames
     (N, H, W) or RGB (H, W, 3); ``preamble=False`` writes one without the
-    128-byte preamble and ``DICM``; ``elements`` are set on the dataset."""
+    128-byte preamble and ``DICM``; ``elements`` are set on the dataset.
+
+    ``syntax`` is the transfer syntax UID (default explicit VR little endian;
+    pydicom itself writes implicit VR and deflated); with ``frame``, the
+    already-encoded frame is stored encapsulated (``pydicom.encaps``) under
+    ``syntax`` instead of ``pixels``, which then only give the image's shape."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import (
         ExplicitVRLittleEndian,
@@ -35,7 +40,7 @@ def write_dicom(path: Path, pixels: np.ndarray, *, photometric: str = "MONOCHROM
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = syntax or ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
@@ -56,7 +61,14 @@ def write_dicom(path: Path, pixels: np.ndarray, *, photometric: str = "MONOCHROM
     ds.PixelRepresentation = 1 if pixels.dtype.kind == "i" else 0
     for key, value in elements.items():
         setattr(ds, key, value)
-    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    if frame is None:
+        ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    else:
+        from pydicom.encaps import encapsulate
+
+        ds.PixelData = encapsulate([frame])
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
     if preamble:
         try:
             ds.save_as(path, enforce_file_format=True)  # pydicom 3
@@ -73,3 +85,57 @@ def write_dicom(path: Path, pixels: np.ndarray, *, photometric: str = "MONOCHROM
             ds.is_little_endian, ds.is_implicit_VR = True, False
             ds.save_as(path, write_like_original=True)
     return path
+
+
+#: Identifying tags every file of ``write_flat_export`` carries: none may appear in any output.
+PATIENT = {"PatientName": "Doe^Jane^Quincy", "PatientID": "PID-98765", "PatientBirthDate": "19230417",
+           "OtherPatientIDs": "OPID-4321", "InstitutionName": "St Elsewhere Radiology"}
+
+
+def write_structured_report(path: Path, **elements) -> Path:
+    """A DICOM structured report: no pixel data."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = BasicTextSRStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.Modality = "SR"
+    for key, value in elements.items():
+        setattr(ds, key, value)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_flat_export(folder: Path, pixels: list[np.ndarray]) -> dict:
+    """A PACS export in one folder, files named as PACS name them (no suffix, dotted UIDs, one
+    without the preamble): three radiograph studies, a CT slice in the second, a structured
+    report in the first. ``pixels``: three 12-bit images, one per study. Returns what the
+    studies should be, in discovery order (natural file order of each study's first file)."""
+    from pydicom.uid import generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    uids = [generate_uid() for _ in range(3)]
+    accessions = ["ACC-1001", "ACC-1002", ""]
+    files = [  # (name, study, elements)
+        ("1.2.840.113619.2.55.3.2", 1, {"Modality": "CR", "BodyPartExamined": "ELBOW"}),
+        ("IM000001", 0, {"Modality": "DX", "BodyPartExamined": "WRIST"}),
+        ("IM000003", 0, {"Modality": "DX", "BodyPartExamined": "WRIST"}),
+        ("IM000004", 2, {"Modality": "DX", "StudyDescription": "XR FOREARM LEFT 2 VIEWS", "preamble": False}),
+        ("IM000005", 1, {"Modality": "CT", "BodyPartExamined": "ELBOW"}),
+    ]
+    for name, study, elements in files:
+        ids = {"StudyInstanceUID": uids[study], "SeriesInstanceUID": generate_uid(), **PATIENT}
+        if accessions[study]:
+            ids["AccessionNumber"] = accessions[study]
+        write_dicom(folder / name, pixels[study], **ids, **elements)
+    write_structured_report(folder / "IM000006", StudyInstanceUID=uids[0], AccessionNumber=accessions[0], **PATIENT)
+    return {
+        "studies": [  # (StudyInstanceUID, accession, body part, images scored, files skipped)
+            (uids[1], accessions[1], "XR_ELBOW", ["1.2.840.113619.2.55.3.2"], {"IM000005": "not_a_radiograph"}),
+            (uids[0], accessions[0], "XR_WRIST", ["IM000001", "IM000003"], {"IM000006": "not_an_image"}),
+            (uids[2], accessions[2], "XR_FOREARM", ["IM000004"], {}),
+        ],
+    }

@@ -10,7 +10,7 @@ import pytest
 
 from muracli import __version__
 
-HEAVY = ("torch", "torchvision", "pandas", "sklearn", "matplotlib", "pydicom", "numpy", "numba")
+HEAVY = ("torch", "torchvision", "pandas", "sklearn", "matplotlib", "pydicom", "imagecodecs", "numpy", "numba")
 COMMANDS = ("download", "stats", "preprocess", "train", "evaluate", "predict", "compare", "demo")
 
 

@@ -118,6 +118,60 @@ def test_jpeg_grey_rgb_and_cmyk(tmp_path):
         assert np.abs(read_greyscale(tmp_path / name).astype(int) - smooth).max() <= 6
 
 
+def test_exif_orientation_turns_a_jpeg_upright(tmp_path):
+    tall = np.zeros((40, 20), np.uint8)
+    tall[:10] = 255  # bright top band
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: viewers turn it 90 degrees clockwise
+    Image.fromarray(tall).save(tmp_path / "rotated.jpg", quality=95, exif=exif)
+    out = read_greyscale(tmp_path / "rotated.jpg")
+    assert out.shape == (20, 40)
+    assert out[:, -10:].mean() > 200 and out[:, :20].mean() < 50  # the band is now on the right
+
+
+def test_progressive_jpeg(tmp_path):
+    smooth = np.tile(np.linspace(0, 255, 30, dtype=np.uint8), (20, 1))
+    Image.fromarray(smooth).save(tmp_path / "p.jpg", quality=95, progressive=True)
+    assert Image.open(tmp_path / "p.jpg").info.get("progressive")
+    assert np.abs(read_greyscale(tmp_path / "p.jpg").astype(int) - smooth).max() <= 4
+
+
+RAMP_12 = (np.arange(30 * 40).reshape(30, 40) * 3 % 4096).astype(np.uint16)
+
+
+@pytest.mark.parametrize(("options", "tolerance"), [
+    ({"lossless": True, "predictor": 1, "bitspersample": 12}, 0),  # lossless 12-bit (process 14)
+    ({"lossless": True, "predictor": 7, "bitspersample": 16}, 0),  # lossless 16-bit
+    ({"level": 95, "bitspersample": 12}, 3),  # extended 12-bit (process 4)
+])
+def test_jpegs_pillow_refuses_decode_through_libjpeg_turbo(tmp_path, options, tolerance):
+    import imagecodecs
+    from PIL import UnidentifiedImageError
+
+    values = RAMP_12 if options["bitspersample"] == 12 else RAMP_12 * 16
+    (tmp_path / "x.jpg").write_bytes(imagecodecs.jpeg8_encode(values, **options))
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(tmp_path / "x.jpg")
+    out = read_greyscale(tmp_path / "x.jpg")
+    expected = scale_to_uint8(values)  # scaled by the real range, as 16-bit PNGs are
+    assert out.shape == (30, 40) and np.abs(out.astype(int) - expected).max() <= tolerance
+
+
+def test_12_bit_jpeg_cut_short_or_too_large(tmp_path):
+    import imagecodecs
+
+    data = imagecodecs.jpeg8_encode(RAMP_12, lossless=True, predictor=1, bitspersample=12)
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])  # libjpeg alone would fill it with grey
+    assert reason_of(tmp_path / "cut.jpg") == "truncated"
+    (tmp_path / "head.jpg").write_bytes(data[:12])
+    assert reason_of(tmp_path / "head.jpg") == "truncated"
+    sof = data.index(b"\xff\xc3")
+    huge = bytearray(data)
+    huge[sof + 5 : sof + 9] = (60000).to_bytes(2, "big") * 2  # the frame header claims 60000 x 60000
+    (tmp_path / "bomb.jpg").write_bytes(bytes(huge))
+    assert reason_of(tmp_path / "bomb.jpg") == "too_large"
+
+
 def test_other_containers_decode(tmp_path):
     for name in ("x.gif", "x.bmp", "x.tif", "x.webp"):
         Image.fromarray(GREY).save(tmp_path / name, **({"lossless": True} if name.endswith("webp") else {}))
@@ -312,8 +366,9 @@ def test_pydicom_sample_files_decode(name):
         path = None
     if path is None:
         pytest.skip(f"{name} is not shipped with this pydicom")
-    out = read_greyscale(path)
+    out = read_greyscale(path, any_modality=True)  # CT, MR, US, RTDOSE: not radiographs, decoded on request
     assert out.dtype == np.uint8 and out.ndim == 2 and out.max() == 255
+    assert reason_of(path) == "not_a_radiograph"
 
 
 def test_pydicom_truncated_sample():
@@ -325,4 +380,4 @@ def test_pydicom_truncated_sample():
         path = None
     if path is None:
         pytest.skip("MR_truncated.dcm is not shipped with this pydicom")
-    assert reason_of(path) == "truncated"
+    assert reason_of(path, any_modality=True) == "truncated"

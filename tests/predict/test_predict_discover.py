@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from muracli.errors import DataError
@@ -100,3 +101,86 @@ def test_discovery_is_lazy(tree):
 
 def test_natural_key():
     assert sorted(["image10.png", "image2.png", "Image1.png"], key=natural_key) == ["Image1.png", "image2.png", "image10.png"]
+
+
+# --------------------------------------------------------------------------- DICOM exports
+
+
+def test_a_flat_export_is_split_by_study_instance_uid(tmp_path):
+    from image_files import write_flat_export
+
+    pixels = [np.full((16, 16), 100 * (i + 1), np.uint16) for i in range(3)]
+    expected = write_flat_export(tmp_path / "export", pixels)
+    (tmp_path / "export" / "notes.txt").write_text("not an image")
+    studies = list(discover_studies([tmp_path / "export"]))
+    assert [s.name for s in studies] == [f"{tmp_path / 'export'} (study {n} of 3)" for n in (1, 2, 3)]
+    assert [s.key for s in studies] == ["export/study1", "export/study2", "export/study3"]
+    for study, (uid, accession, part, scored, skipped) in zip(studies, expected["studies"]):
+        assert (study.study_uid, study.accession_number, study.body_part) == (uid, accession, part)
+        assert [p.name for p in study.images] == sorted(scored + list(skipped), key=natural_key)  # all series, SR too
+    assert len({s.part for s in studies}) == 3  # overlapping PATHs still give each study once
+    assert len(list(discover_studies([tmp_path / "export", tmp_path]))) == 3
+
+
+def test_one_study_in_a_folder_stays_the_folder(tmp_path):
+    from image_files import write_dicom
+
+    study = tmp_path / "incoming" / "scan"
+    study.mkdir(parents=True)
+    for name in ("IM1", "IM2"):
+        write_dicom(study / name, np.zeros((8, 8), np.uint16), StudyInstanceUID="1.2.3", BodyPartExamined="SHOULDER")
+    touch(study / "photo.png")  # a file without a StudyInstanceUID does not split the study
+    (only,) = discover_studies([tmp_path / "incoming"])
+    assert only.name == str(study) and only.part == 0 and len(only.images) == 3
+    assert only.body_part == "XR_SHOULDER" and only.study_uid == "1.2.3" and only.accession_number == ""
+    (single,) = discover_studies([study / "IM1"])
+    assert single.body_part == "XR_SHOULDER" and single.folder is None
+
+
+def test_a_dicomdir_lists_the_files_and_their_studies():
+    """pydicom's DICOMDIR sample: 31 files of 6 studies below it, found through the DICOMDIR alone."""
+    import pydicom
+
+    root = Path(pydicom.data.__file__).parent / "test_files" / "dicomdirtests"
+    studies = list(discover_studies([root]))
+    assert [len(s.images) for s in studies] == [3, 4, 7, 2, 4, 11]
+    assert all(s.folder == root and s.name == f"{root} (study {s.part} of 6)" for s in studies)
+    assert studies[0].body_part == "CSPINE" and studies[1].body_part == "HEAD"  # not one of MURA's: as written
+    assert [p.relative_to(root).parts[:2] for p in studies[0].images] == [("77654033", f"CR{n}") for n in (1, 2, 3)]
+    # The DICOMDIR itself as PATH gives the same studies.
+    assert [s.images for s in discover_studies([root / "DICOMDIR"])] == [s.images for s in studies]
+
+
+def test_files_are_dicom_by_content_whatever_their_name(tmp_path):
+    from image_files import write_dicom
+
+    folder = tmp_path / "pacs"
+    folder.mkdir()
+    write_dicom(folder / "IM000001", np.zeros((8, 8), np.uint16))
+    write_dicom(folder / "1.2.840.10008.5.1.4.1.1.1.1", np.zeros((8, 8), np.uint16))  # suffix ".1"
+    write_dicom(folder / "bare", np.zeros((8, 8), np.uint16), preamble=False)
+    touch(folder / "random.bin", b"\x08\x00\x05\x00" + b"\xff" * 200)  # starts like a bare dataset, is not one
+    (study,) = discover_studies([folder])
+    assert [p.name for p in study.images] == ["1.2.840.10008.5.1.4.1.1.1.1", "bare", "IM000001"]
+
+
+@pytest.mark.parametrize(("text", "part"), [
+    ("HAND", "XR_HAND"), ("WRIST", "XR_WRIST"), ("ELBOW", "XR_ELBOW"), ("SHOULDER", "XR_SHOULDER"),
+    ("FINGER", "XR_FINGER"), ("THUMB", "XR_FINGER"), ("FOREARM", "XR_FOREARM"), ("LOWER ARM", "XR_FOREARM"),
+    ("HUMERUS", "XR_HUMERUS"), ("ARM", "XR_HUMERUS"), ("UPPER ARM", "XR_HUMERUS"), ("UPPER_ARM", "XR_HUMERUS"),
+    ("xr left hand 3 views", "XR_HAND"), ("XR_WRIST", "XR_WRIST"), ("R RADIUS ULNA", "XR_FOREARM"),
+    ("CHEST", None), ("", None),
+])
+def test_body_part_spellings(text, part):
+    from muracli.data.dicom import mura_body_part
+
+    assert mura_body_part(text) == part
+
+
+def test_study_body_part_prefers_body_part_examined_and_reports_others_as_written():
+    from muracli.data.dicom import DicomHeader, study_body_part
+
+    assert study_body_part([DicomHeader(body_part_examined="KNEE", study_description="XR FOREARM")]) == "XR_FOREARM"
+    assert study_body_part([DicomHeader(body_part_examined="ELBOW", study_description="XR HAND")]) == "XR_ELBOW"
+    assert study_body_part([DicomHeader(body_part_examined="c-spine!")]) == "CSPINE"
+    assert study_body_part([DicomHeader(study_description="Dr Who's knee")]) is None  # free text is never echoed

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from muracli.data.decode import read_greyscale
 from muracli.errors import ConfigError
@@ -115,17 +116,22 @@ def test_dicom_monochrome1_and_2_predict_like_the_png(loaded_cnn, synthetic_data
 def test_pydicom_sample_files_predict(loaded_cnn, tmp_path):
     from pydicom.data import get_testdata_file
 
-    study = tmp_path / "study"
+    study = tmp_path / "export"
     study.mkdir()
     for name in ("CT_small.dcm", "MR_small.dcm", "MR_truncated.dcm"):
-        path = get_testdata_file(name, download=False)
-        if path is None:  # pragma: no cover - depends on the pydicom build
-            pytest.skip(f"{name} is not shipped with this pydicom")
-        shutil.copy(path, study / name)
+        shutil.copy(get_testdata_file(name, download=False), study / name)
     shutil.copy(study / "CT_small.dcm", study / "IM_NO_SUFFIX")
-    (result,) = predict_studies(loaded_cnn, discover_studies([study]))
-    assert result.ok and result.n_images == 3 and 0.0 <= result.probability <= 1.0
-    assert [(Path(s.path).name, s.reason) for s in result.skipped] == [("MR_truncated.dcm", "truncated")]
+    # Two StudyInstanceUIDs in one folder: two studies (CT, CT copy | MR, MR cut short), in file order.
+    ct, mr = predict_studies(loaded_cnn, discover_studies([study]), any_modality=True)
+    assert ct.study == f"{study} (study 1 of 2)" and ct.ok and ct.n_images == 2 and 0.0 <= ct.probability <= 1.0
+    assert [Path(i.path).name for i in ct.images] == ["CT_small.dcm", "IM_NO_SUFFIX"]
+    assert mr.ok and mr.n_images == 1
+    assert [(Path(s.path).name, s.reason) for s in mr.skipped] == [("MR_truncated.dcm", "truncated")]
+    # Without --any-modality neither is scored: a radiograph model does not read CT or MR.
+    ct, mr = predict_studies(loaded_cnn, discover_studies([study]))
+    assert not ct.ok and not mr.ok
+    assert {s.reason for s in ct.skipped + mr.skipped} == {"not_a_radiograph"}
+    assert "is a CT image" in ct.skipped[0].detail
 
 
 @pytest.mark.parametrize("method", ["mean", "max", "vote"])
@@ -147,3 +153,31 @@ def test_cam_needs_a_feature_map(synthetic_data, tmp_path, build):
     loaded.model.cam_layer_name = None
     with pytest.raises(ConfigError, match="Grad-CAM"):  # at call time, before any image is decoded
         predict_studies(loaded, discover_studies([synthetic_data / "MURA-v1.1" / "valid"]), cam=CamWriter(tmp_path))
+
+
+def test_dicom_without_suffix_or_preamble_gets_the_original_prediction(loaded_cnn, synthetic_data, tmp_path, build):
+    grey = np.asarray(Image.open(next((synthetic_data / "MURA-v1.1" / "valid").glob("XR_*/*/*/image1.png"))).convert("L"))
+    stored = grey.astype(np.uint16) * 16
+    for folder in ("a", "b", "c"):
+        (tmp_path / folder).mkdir()
+    original = build.write_dicom(tmp_path / "a" / "scan.dcm", stored)
+    shutil.copy(original, tmp_path / "b" / "IM000001")  # the same file without its suffix
+    build.write_dicom(tmp_path / "c" / "1.2.840.113619.2.55.3.7", stored, preamble=False)  # no preamble, dotted name
+    results = list(predict_studies(loaded_cnn, discover_studies([tmp_path / "a", tmp_path / "b", tmp_path / "c"])))
+    assert [r.n_images for r in results] == [1, 1, 1]
+    assert results[0].probability == results[1].probability == results[2].probability
+
+
+def test_a_12_bit_lossless_jpeg_is_predicted(loaded_cnn, synthetic_data, tmp_path):
+    import imagecodecs
+
+    grey = np.asarray(Image.open(next((synthetic_data / "MURA-v1.1" / "valid").glob("XR_*/*/*/image1.png"))).convert("L"))
+    stored = grey.astype(np.uint16) * 16 + 7  # 12-bit values
+    (tmp_path / "jpeg").mkdir()
+    (tmp_path / "jpeg" / "image1.jpg").write_bytes(
+        imagecodecs.jpeg8_encode(stored, lossless=True, predictor=1, bitspersample=12))
+    (tmp_path / "png").mkdir()
+    Image.fromarray(stored).save(tmp_path / "png" / "image1.png")  # the same pixels as a 16-bit PNG
+    jpeg, png = predict_studies(loaded_cnn, discover_studies([tmp_path / "jpeg", tmp_path / "png"]))
+    assert jpeg.ok and jpeg.n_images == 1 and jpeg.skipped == []
+    assert jpeg.probability == png.probability

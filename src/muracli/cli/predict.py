@@ -24,6 +24,9 @@ EXAMPLES = examples(
 
   # a triage list for a spreadsheet
   mura predict incoming/ --sort --csv worklist.csv
+
+  # a flat PACS export (any file names), with the study UIDs and accession numbers to link back
+  mura predict pacs_export/ --with-ids --csv worklist.csv
 """
 )
 
@@ -39,7 +42,7 @@ def predict(
         list[Path],
         typer.Argument(
             help="Study folders (holding images), single images, or folders of study folders (searched recursively). "
-            "PNG, JPEG or DICOM.",
+            "PNG, JPEG or DICOM (any file name; a flat export is split by StudyInstanceUID; a DICOMDIR is followed).",
             show_default=False,
         ),
     ],
@@ -60,6 +63,12 @@ def predict(
         Optional[bool], typer.Option("--gpu/--cpu", help="Run on CUDA or the CPU. Default: the GPU when present.", show_default=False)
     ] = None,
     batch_images: Annotated[int, typer.Option("--batch-images", min=1, help="Images decoded and run through the model at once.")] = 64,
+    with_ids: Annotated[
+        bool, typer.Option("--with-ids", help="Add each study's DICOM StudyInstanceUID and AccessionNumber to --json and --csv (never patient tags).")
+    ] = False,
+    any_modality: Annotated[
+        bool, typer.Option("--any-modality", help="Also score DICOM images whose Modality is not a radiograph's (CR, DX, RG): CT, MR, US, ...")
+    ] = False,
 ) -> None:
     """Predict abnormality per study (table, --json or --csv). Research use only: not a medical device."""
     from muracli.errors import ConfigError, DataError
@@ -91,15 +100,16 @@ def predict(
     studies = discover_studies(paths, on_empty=lambda p: console.warn(f"no images found in {p}"))
     with console.RichProgress() as progress:
         for result in predict_studies(
-            loaded, studies, batch_images=batch_images, tta=tta, cam=writer, precision=precision, progress=progress
+            loaded, studies, batch_images=batch_images, tta=tta, cam=writer, precision=precision,
+            any_modality=any_modality, progress=progress,
         ):
-            records.append(study_record(result))
+            records.append(study_record(result, with_ids=with_ids))
     if sort:
         records = sort_by_probability(records)
     report = prediction_report(header, records)
 
     if csv_file is not None:
-        _write_csv(records, None if to_stdout_csv else csv_file)
+        _write_csv(records, None if to_stdout_csv else csv_file, with_ids=with_ids)
     if json_output:
         console.print_json(report)
     elif csv_file is None:
@@ -118,20 +128,22 @@ def predict(
         n = report["n_studies"]
         raise DataError(
             ("the study could not" if n == 1 else f"none of the {n} studies could") + " be predicted: no readable image",
-            "check the files named in the output (empty, truncated, not images?)",
+            "check the files named in the output (empty, truncated, not images?); "
+            "DICOM images of another modality than CR, DX or RG are scored only with --any-modality",
         )
 
 
-def _write_csv(records: list[dict[str, Any]], path: Path | None) -> None:
+def _write_csv(records: list[dict[str, Any]], path: Path | None, *, with_ids: bool = False) -> None:
     import csv
     import io
 
     from muracli.errors import DataError
     from muracli.files import atomic_output
-    from muracli.predict.output import CSV_COLUMNS, csv_row
+    from muracli.predict.output import csv_columns, csv_row
 
+    columns = csv_columns(with_ids=with_ids)
     if path is None:
-        writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(csv_row(r) for r in records)
         sys.stdout.flush()
@@ -139,7 +151,7 @@ def _write_csv(records: list[dict[str, Any]], path: Path | None) -> None:
     try:
         with atomic_output(path) as raw:
             handle = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+            writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(csv_row(r) for r in records)
             handle.detach()  # flushes; atomic_output syncs, closes and renames the file itself

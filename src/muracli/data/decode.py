@@ -13,11 +13,19 @@ What "greyscale" means per input:
 * 16-bit and 32-bit images (``I;16``, ``I``, ``F``) are scaled from the
   image's real minimum..maximum to 0..255: MURA-style PNGs of 12-bit data
   would otherwise clip to white.
-* DICOM: Modality LUT (rescale slope/intercept), then the VOI LUT or window
-  centre/width when present, MONOCHROME1 inverted so bone is bright, first
-  frame of a multi-frame file, colour converted to luma; the result is
+* 12-bit and lossless JPEGs, which Pillow does not open, are decoded by
+  imagecodecs (libjpeg-turbo) and scaled like 16-bit images.
+* DICOM, recognised by content (``data.dicom.looks_like_dicom``) or a
+  ``.dcm`` name: Modality LUT (rescale slope/intercept), then the VOI LUT or
+  window centre/width when present, MONOCHROME1 inverted so bone is bright,
+  first frame of a multi-frame file, colour converted to luma; the result is
   scaled to 0..255 (the window's output range when a window was applied,
-  otherwise the real range).
+  otherwise the real range). pydicom decodes uncompressed (implicit/explicit
+  VR, little/big endian), deflated and RLE pixel data; imagecodecs the JPEG
+  Baseline, Extended 12-bit, Lossless, JPEG-LS, JPEG 2000 and HTJ2K frames
+  (``data.dicom_codecs``). Objects without pixel data (structured reports,
+  RT plans, presentation states) are ``not_an_image``; images of another
+  modality than CR, DX or RG are ``not_a_radiograph`` unless asked for.
 
 Every failure is an ``ImageReadError`` whose ``reason`` is one of
 ``REASONS``, so a batch job can skip and report instead of dying. Huge
@@ -33,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from muracli.data.dicom import RADIOGRAPH_MODALITIES, is_dicom_name, looks_like_dicom
 from muracli.errors import ImageReadError
 
 # MURA images are at most 512 px a side; 50 megapixels leaves room for
@@ -42,7 +51,8 @@ MAX_PIXELS = 50_000_000
 
 # Reasons an image is skipped. "missing" and "unreadable" (an OS error such as
 # permission denied) are not image faults but are reported the same way.
-REASONS = ("empty", "truncated", "not_an_image", "junk", "too_large", "unsupported", "missing", "unreadable")
+REASONS = ("empty", "truncated", "not_an_image", "not_a_radiograph", "junk", "too_large", "unsupported", "missing",
+           "unreadable")
 
 # Pillow formats we decode. Restricting them keeps Pillow from handing a file
 # to a plugin we never meant to run (EPS would start Ghostscript).
@@ -60,15 +70,18 @@ _KNOWN_MAGIC = (
     (b"GIF8", "GIF"),
     (b"BM", "BMP"),
 )
-_DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
-def read_greyscale(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> np.ndarray:
+def read_greyscale(
+    path: str | os.PathLike[str], *, max_pixels: int | None = None, any_modality: bool = False
+) -> np.ndarray:
     """Decode ``path`` into a uint8 ``H x W`` greyscale array.
 
     ``max_pixels`` (default ``MAX_PIXELS``) bounds width x height, checked
-    from the header before decoding. Raises ``ImageReadError`` with a
-    ``reason`` from ``REASONS``.
+    from the header before decoding. A DICOM image whose Modality is not a
+    radiograph's (``RADIOGRAPH_MODALITIES``) is refused as
+    ``not_a_radiograph`` unless ``any_modality``. Raises ``ImageReadError``
+    with a ``reason`` from ``REASONS``.
     """
     path = Path(path)
     limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
@@ -89,7 +102,7 @@ def read_greyscale(path: str | os.PathLike[str], *, max_pixels: int | None = Non
             if _is_dicom(head, name):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # pydicom warns on every lenient read
-                    return _read_dicom(f, path, limit)
+                    return _read_dicom(f, path, limit, any_modality)
             return _read_pillow(f, path, head, size, limit)
     except FileNotFoundError as exc:
         raise ImageReadError(f"{path} does not exist", "missing") from exc
@@ -100,11 +113,10 @@ def read_greyscale(path: str | os.PathLike[str], *, max_pixels: int | None = Non
 
 
 def _is_dicom(head: bytes, name: str) -> bool:
-    if head[128:132] == b"DICM":
+    """DICOM by content (whatever the name), else a ``.dcm`` name without another format's magic."""
+    if looks_like_dicom(head):
         return True
-    if any(head.startswith(magic) for magic, _ in _KNOWN_MAGIC):
-        return False
-    return name.lower().endswith(_DICOM_SUFFIXES)
+    return is_dicom_name(name) and not any(head.startswith(magic) for magic, _ in _KNOWN_MAGIC)
 
 
 # --------------------------------------------------------------------- Pillow
@@ -125,6 +137,8 @@ def _read_pillow(f, path: Path, head: bytes, size: int, limit: int) -> np.ndarra
             raise ImageReadError(f"{path} is too large to decode safely: {exc}", "too_large") from exc
         except UnidentifiedImageError as exc:
             fmt = _sniff(head)
+            if fmt == "JPEG":  # 12-bit, 16-bit or lossless: libjpeg-turbo reads what Pillow's build refuses
+                return _read_jpeg_codecs(f, path, limit)
             if fmt is None:
                 other = _other_format(f)
                 if other is not None:
@@ -154,6 +168,60 @@ def _read_pillow(f, path: Path, head: bytes, size: int, limit: int) -> np.ndarra
             if img.format in ("JPEG", "MPO", "TIFF", "WEBP"):
                 img = _exif_upright(img)
             return _to_grey(img, path)
+
+
+def _read_jpeg_codecs(f, path: Path, limit: int) -> np.ndarray:
+    """A JPEG that Pillow does not open (12/16-bit samples, lossless), decoded by imagecodecs' libjpeg-turbo."""
+    import imagecodecs
+
+    f.seek(0)
+    data = f.read()
+    frame = _jpeg_frame(data)
+    if frame is None:
+        raise ImageReadError(f"{path} looks like a JPEG file but its header is cut short or corrupt", "truncated")
+    width, height, start = frame
+    _check_size(path, width, height, limit)
+    # libjpeg fills a cut-off scan with grey and only warns; a file without its EOI
+    # marker (FF D9, which byte stuffing keeps out of the scan data) was not copied whole.
+    if data.find(b"\xff\xd9", start) < 0:
+        raise ImageReadError(f"{path} is truncated: the JPEG ends before its end-of-image marker", "truncated")
+    try:
+        arr = imagecodecs.jpeg8_decode(data)
+    except Exception as exc:  # imagecodecs.Jpeg8Error and friends
+        raise ImageReadError(f"{path} is a truncated or corrupt JPEG: {exc}", "truncated") from exc
+    if arr.ndim == 3:
+        arr = _luma(arr)
+    return arr if arr.dtype == np.uint8 else scale_to_uint8(arr)
+
+
+# Start-of-frame markers (SOF0..SOF15 without DHT, JPG and DAC).
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_frame(data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, offset) of a JPEG's frame header, found by walking its marker segments without decoding.
+
+    The decompression-bomb guard needs the size before any pixel is decoded,
+    and imagecodecs has no header-only JPEG call.
+    """
+    i = 2  # after SOI
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        if marker in _JPEG_SOF:
+            if i + 9 > len(data):
+                return None
+            height, width = int.from_bytes(data[i + 5 : i + 7], "big"), int.from_bytes(data[i + 7 : i + 9], "big")
+            return width, height, i
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
 
 
 _AVAILABLE_FORMATS: tuple[str, ...] | None = None
@@ -275,23 +343,10 @@ def scale_to_uint8(arr: np.ndarray, lo: float | None = None, hi: float | None = 
 # ---------------------------------------------------------------------- DICOM
 
 
-def _dicom_tools():
-    """pydicom's LUT helpers, from ``pydicom.pixels`` (3.x) or the 2.x location."""
-    try:
-        from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, convert_color_space
-    except ImportError:  # pydicom 2.4
-        from pydicom.pixel_data_handlers.util import (  # type: ignore[no-redef]
-            apply_color_lut,
-            apply_modality_lut,
-            apply_voi_lut,
-            convert_color_space,
-        )
-    return apply_modality_lut, apply_voi_lut, apply_color_lut, convert_color_space
-
-
-def _read_dicom(f, path: Path, limit: int) -> np.ndarray:
+def _read_dicom(f, path: Path, limit: int, any_modality: bool) -> np.ndarray:
     import pydicom
     from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
     try:
         ds = pydicom.dcmread(f, force=True)
@@ -301,11 +356,11 @@ def _read_dicom(f, path: Path, limit: int) -> np.ndarray:
         raise ImageReadError(f"{path} is a truncated or corrupt DICOM file: {exc}", "truncated") from exc
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         kind = "a DICOM file" if getattr(ds, "preamble", None) or "SOPClassUID" in ds else "not an image"
-        raise ImageReadError(f"{path} is {kind} without pixel data", "not_an_image")
+        raise ImageReadError(f"{path} is {kind} without pixel data (a report, plan or presentation state?)", "not_an_image")
+    _check_modality(ds, path, any_modality)
 
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
         samples = int(ds.get("SamplesPerPixel", 1) or 1)
         photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     except (AttributeError, TypeError, ValueError) as exc:
@@ -316,15 +371,11 @@ def _read_dicom(f, path: Path, limit: int) -> np.ndarray:
         _ensure_transfer_syntax(ds)
     except Exception:  # pragma: no cover - let the decoder report what is wrong
         pass
-    arr = _first_frame(ds, path, frames, rows * cols * samples, limit)
-    apply_modality_lut, apply_voi_lut, apply_color_lut, convert_color_space = _dicom_tools()
+    arr = _first_frame(ds, path)
     try:
         if photometric == "PALETTE COLOR":
             return scale_to_uint8(_luma(apply_color_lut(arr, ds)))
-        if samples > 1 or arr.ndim == 3:
-            # pydicom 3 already returns YBR as RGB; 2.x hands back YBR.
-            if photometric.startswith("YBR") and _pydicom_major() < 3:
-                arr = convert_color_space(arr, photometric, "RGB")
+        if samples > 1 or arr.ndim == 3:  # pydicom returns YBR as RGB
             return scale_to_uint8(_luma(arr))
 
         arr = apply_modality_lut(arr, ds)
@@ -340,6 +391,18 @@ def _read_dicom(f, path: Path, limit: int) -> np.ndarray:
     return grey
 
 
+def _check_modality(ds, path: Path, any_modality: bool) -> None:
+    """Refuse an image that is not a plain radiograph (a CT slice, an MR, ...); no Modality passes."""
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if any_modality or not modality or modality in RADIOGRAPH_MODALITIES:
+        return
+    raise ImageReadError(
+        f"{path} is a {modality} image, not a radiograph ({', '.join(RADIOGRAPH_MODALITIES)})",
+        "not_a_radiograph",
+        "mura's models read musculoskeletal radiographs; pass --any-modality to score it all the same",
+    )
+
+
 def _ensure_transfer_syntax(ds) -> None:
     """A bare dataset (no preamble, no file meta) still says how it was encoded."""
     from pydicom.dataset import FileMetaDataset
@@ -348,7 +411,7 @@ def _ensure_transfer_syntax(ds) -> None:
     meta = getattr(ds, "file_meta", None)
     if meta is not None and "TransferSyntaxUID" in meta:
         return
-    encoding = getattr(ds, "original_encoding", None)  # pydicom 3: (implicit_vr, little_endian)
+    encoding = getattr(ds, "original_encoding", None)  # (implicit_vr, little_endian)
     implicit, little = encoding if encoding and None not in encoding else (ds.is_implicit_VR, ds.is_little_endian)
     if meta is None:
         meta = ds.file_meta = FileMetaDataset()
@@ -357,33 +420,23 @@ def _ensure_transfer_syntax(ds) -> None:
     )
 
 
-def _pydicom_major() -> int:
-    import pydicom
+def _first_frame(ds, path: Path) -> np.ndarray:
+    """The first frame, decoded by pydicom (uncompressed, deflated, RLE) or imagecodecs (JPEG, JPEG-LS, JPEG 2000)."""
+    from pydicom.pixels import pixel_array
 
-    return int(str(pydicom.__version__).split(".")[0])
+    from muracli.data.dicom_codecs import plugin_for
 
-
-def _first_frame(ds, path: Path, frames: int, per_frame: int, limit: int) -> np.ndarray:
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
-        if _pydicom_major() >= 3:
-            from pydicom.pixels import pixel_array
-
-            arr = pixel_array(ds, index=0) if frames > 1 else ds.pixel_array
-        else:  # pydicom 2.x decodes every frame; bound the total first
-            if per_frame * frames > 4 * limit:
-                raise ImageReadError(f"{path} has {frames} frames, too many to decode safely", "too_large")
-            arr = ds.pixel_array
-            if frames > 1:
-                arr = arr[0]
-    except ImageReadError:
-        raise
+        arr = pixel_array(ds, index=0, decoding_plugin=plugin_for(str(syntax)))
     except (NotImplementedError, RuntimeError) as exc:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if plugin_for(str(syntax)):  # a decoder was there and failed on this frame
+            raise ImageReadError(f"{path}: its compressed pixel data is truncated or corrupt: {exc}", "truncated") from exc
         name = getattr(syntax, "name", syntax) or "unknown"
         raise ImageReadError(
-            f"{path}: no decoder for its compression ({name}): {exc}",
+            f"{path}: no decoder for its transfer syntax {name} ({syntax})",
             "unsupported",
-            "install pylibjpeg / python-gdcm for compressed DICOM, or export it uncompressed",
+            "export it uncompressed, or as RLE, JPEG, JPEG-LS or JPEG 2000 (all read here)",
         ) from exc
     except MemoryError:
         raise

@@ -77,7 +77,11 @@ class SkippedImage:
 
 @dataclass
 class StudyResult:
-    """The prediction for one study; ``error`` is set (and ``probability`` None) when none of its images could be read."""
+    """The prediction for one study; ``error`` is set (and ``probability`` None) when none of its images could be read.
+
+    ``body_part``, ``study_uid`` and ``accession_number`` are the study's DICOM
+    header values (``Study``), None / empty for other files.
+    """
 
     study: str
     key: str
@@ -87,6 +91,9 @@ class StudyResult:
     prediction: int | None = None
     label: str | None = None
     error: str | None = None
+    body_part: str | None = None
+    study_uid: str = ""
+    accession_number: str = ""
 
     @property
     def ok(self) -> bool:
@@ -125,6 +132,7 @@ def predict_studies(
     cam: CamWriter | None = None,
     precision: Precision | None = None,
     decode_threads: int | None = None,
+    any_modality: bool = False,
     progress: ProgressFn | None = None,
 ) -> Iterator[StudyResult]:
     """Yield one ``StudyResult`` per study of ``studies``, in their order, as each completes.
@@ -135,6 +143,8 @@ def predict_studies(
     writes a Grad-CAM overlay per image (of the unflipped image, for the
     abnormal class). ``precision`` defaults to plain fp32, which is what
     makes the probabilities equal ``mura evaluate``'s on the CPU.
+    DICOM images of another modality than a radiograph's are skipped as
+    ``not_a_radiograph`` unless ``any_modality``.
     ``progress("predict", studies_done, None, images=...)`` reports progress.
     """
     if batch_images < 1:
@@ -152,7 +162,8 @@ def predict_studies(
     threads = decode_threads if decode_threads is not None else min(4, usable_cores())
     # Checks above run at call time; the stream below runs as the caller iterates.
     return _stream(loaded, studies, cut=cut, batch_images=batch_images, tta=tta, cam=cam,
-                   precision=precision or Precision(None), threads=threads, progress=progress)
+                   precision=precision or Precision(None), threads=threads, any_modality=any_modality,
+                   progress=progress)
 
 
 def _stream(
@@ -165,6 +176,7 @@ def _stream(
     cam: CamWriter | None,
     precision: Precision,
     threads: int,
+    any_modality: bool,
     progress: ProgressFn | None,
 ) -> Iterator[StudyResult]:
     device = _model_device(loaded.model)
@@ -185,7 +197,8 @@ def _stream(
 
         def run_jobs() -> None:
             nonlocal done_images
-            _run_batch(jobs, loaded, pool, device=device, precision=precision, tta=tta, cam=cam)
+            _run_batch(jobs, loaded, pool, device=device, precision=precision, tta=tta, cam=cam,
+                       any_modality=any_modality)
             done_images += len(jobs)
             jobs.clear()
 
@@ -215,7 +228,8 @@ class _OpenStudy:
     def __init__(self, study: Study):
         self.study = study
         self.remaining = len(study.images)
-        self.result = StudyResult(study=study.name, key=study.key)
+        self.result = StudyResult(study=study.name, key=study.key, body_part=study.body_part,
+                                  study_uid=study.study_uid, accession_number=study.accession_number)
         self._images: list[ImageResult | None] = [None] * len(study.images)
         self._skipped: list[SkippedImage | None] = [None] * len(study.images)
         # A study model's per-view backbone features (plain, mirrored): pooled at the end.
@@ -266,9 +280,11 @@ class _Job:
     path: Path
 
 
-def _decode(path: Path, size: int, fit: str, keep_original: bool) -> tuple[np.ndarray, np.ndarray | None] | SkippedImage:
+def _decode(
+    path: Path, size: int, fit: str, keep_original: bool, any_modality: bool
+) -> tuple[np.ndarray, np.ndarray | None] | SkippedImage:
     try:
-        image = read_greyscale(path)
+        image = read_greyscale(path, any_modality=any_modality)
         return fit_square(image, size, fit), (image if keep_original else None)
     except ImageReadError as exc:
         return SkippedImage(str(path), exc.reason, exc.message)
@@ -285,9 +301,10 @@ def _run_batch(
     precision: Precision,
     tta: bool,
     cam: CamWriter | None,
+    any_modality: bool,
 ) -> None:
     size, fit = loaded.image_size, loaded.fit
-    decoded = list(pool.map(lambda job: _decode(job.path, size, fit, cam is not None), jobs))
+    decoded = list(pool.map(lambda job: _decode(job.path, size, fit, cam is not None, any_modality), jobs))
     ready = [(job, d) for job, d in zip(jobs, decoded) if not isinstance(d, SkippedImage)]
     for job, d in zip(jobs, decoded):
         if isinstance(d, SkippedImage):

@@ -17,7 +17,9 @@ JSON (``mura predict --json``) is one object::
       "studies": [                             # discovery order, or highest probability first (--sort)
         {
           "study": "data/valid/XR_WRIST/patient11185/study1_positive",  # folder (or image) as given
-          "body_part": "XR_WRIST",             # the XR_* part of the path, else "unknown"
+          "body_part": "XR_WRIST",             # the XR_* part of the path, else the DICOM body part
+                                               #   (BodyPartExamined / StudyDescription: XR_* or as
+                                               #   written, e.g. "CSPINE"), else "unknown"
           "probability": 0.87,                 # of abnormality; null when "error" is set
           "prediction": 1,                     # 0 / 1; null when "error" is set
           "label": "abnormal",                 # class_names[prediction]; null when "error" is set
@@ -25,20 +27,26 @@ JSON (``mura predict --json``) is one object::
           "images": [{"path": ".../image1.png", "probability": 0.91, "cam": null}, ...],
                                                # "cam": the overlay PNG with --cam, else null
           "skipped": [{"path": ".../image3.png", "reason": "truncated", "detail": "..."}],
-                                               # reason: empty | truncated | not_an_image | junk |
-                                               #   too_large | unsupported | missing | unreadable
-          "error": null                        # why the study has no prediction, else null
+                                               # reason: empty | truncated | not_an_image |
+                                               #   not_a_radiograph | junk | too_large | unsupported |
+                                               #   missing | unreadable
+          "error": null,                       # why the study has no prediction, else null
+          "study_uid": "1.2.840...",           # only with --with-ids: StudyInstanceUID ("" if none)
+          "accession_number": "A123"           # only with --with-ids: AccessionNumber ("" if none)
         }
       ],
       "disclaimer": "..."                      # not a medical device
     }
 
 Every key is always present (``null`` when it does not apply), so scripts
-can index without checks.
+can index without checks; ``study_uid`` and ``accession_number`` are there
+exactly when ``--with-ids`` is given (empty strings for non-DICOM studies).
+No other identifier from the files is written, and no patient tag ever.
 
 CSV (``mura predict --csv FILE``): one row per study with the columns
 ``CSV_COLUMNS``: study, body_part, probability, prediction, label, n_images,
-skipped (the number of files skipped), error (empty when predicted). The
+skipped (the number of files skipped), error (empty when predicted), and
+with ``--with-ids`` also study_uid and accession_number (``ID_FIELDS``). The
 file holds data only; the disclaimer goes to stderr.
 """
 
@@ -47,7 +55,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from muracli.metrics.aggregate import body_part_of, decision_threshold
+from muracli.metrics.aggregate import UNKNOWN_BODY_PART, body_part_of, decision_threshold
 
 if TYPE_CHECKING:
     from muracli.predict.infer import StudyResult
@@ -65,13 +73,16 @@ STUDY_FIELDS = ("study", "body_part", "probability", "prediction", "label", "n_i
 IMAGE_FIELDS = ("path", "probability", "cam")
 SKIPPED_FIELDS = ("path", "reason", "detail")
 CSV_COLUMNS = ("study", "body_part", "probability", "prediction", "label", "n_images", "skipped", "error")
+#: Added to each study's record and CSV row by ``--with-ids``, to link back to the PACS.
+ID_FIELDS = ("study_uid", "accession_number")
 
 
-def study_record(result: "StudyResult") -> dict[str, Any]:
-    """The JSON record of one study (``STUDY_FIELDS``)."""
-    return {
+def study_record(result: "StudyResult", *, with_ids: bool = False) -> dict[str, Any]:
+    """The JSON record of one study (``STUDY_FIELDS``, then ``ID_FIELDS`` when ``with_ids``)."""
+    from_path = body_part_of(result.study)
+    record = {
         "study": result.study,
-        "body_part": body_part_of(result.study),
+        "body_part": from_path if from_path != UNKNOWN_BODY_PART else (result.body_part or UNKNOWN_BODY_PART),
         "probability": result.probability,
         "prediction": result.prediction,
         "label": result.label,
@@ -80,6 +91,9 @@ def study_record(result: "StudyResult") -> dict[str, Any]:
         "skipped": [{"path": s.path, "reason": s.reason, "detail": s.detail} for s in result.skipped],
         "error": result.error,
     }
+    if with_ids:
+        record.update(study_uid=result.study_uid, accession_number=result.accession_number)
+    return record
 
 
 def report_header(loaded: "LoadedModel", *, tta: bool = False) -> dict[str, Any]:
@@ -111,8 +125,14 @@ def prediction_report(header: dict[str, Any], records: list[dict[str, Any]]) -> 
     return {key: report[key] for key in REPORT_FIELDS}
 
 
+def csv_columns(*, with_ids: bool = False) -> tuple[str, ...]:
+    """The CSV header: ``CSV_COLUMNS``, plus ``ID_FIELDS`` with ``--with-ids``."""
+    return CSV_COLUMNS + (ID_FIELDS if with_ids else ())
+
+
 def csv_row(record: dict[str, Any]) -> dict[str, Any]:
-    """One CSV row (``CSV_COLUMNS``) from a study record; missing values are empty cells."""
+    """One CSV row (``CSV_COLUMNS``, and ``ID_FIELDS`` when the record has them); missing values are empty cells."""
+    ids = {key: record[key] for key in ID_FIELDS if key in record}
     return {
         "study": record["study"],
         "body_part": record["body_part"],
@@ -122,6 +142,7 @@ def csv_row(record: dict[str, Any]) -> dict[str, Any]:
         "n_images": record["n_images"],
         "skipped": len(record["skipped"]),
         "error": record["error"] or "",
+        **ids,
     }
 
 
