@@ -125,23 +125,13 @@ def resolve_checkpoint(target: Path | str | None = None) -> Path:
 
 def load_model(target: Path | str | None = None, device: torch.device | str = "cpu") -> LoadedModel:
     """Rebuild the model stored in a checkpoint (see ``resolve_checkpoint``) for inference."""
-    from muracli.errors import ConfigError
-    from muracli.models import ModelSpec, build_model
-
     path = resolve_checkpoint(target)
     checkpoint = load_checkpoint(path)
-    try:
-        spec = ModelSpec.from_dict(checkpoint["model"])
-        spec = dataclasses.replace(spec, pretrained=False, weights=None, freeze_backbone=False)
-        study = checkpoint.get("study_model")
-        model = build_model(spec) if not study else _build_study_model(spec, study)
-        model.load_state_dict(checkpoint["state_dict"])
-    except (ConfigError, KeyError, RuntimeError, TypeError) as exc:
-        raise CheckpointError(
-            f"cannot rebuild the model in {path}: {_first_line(exc)}",
-            "the checkpoint may come from another mura version",
-        ) from exc
+    model = rebuild_model(checkpoint, path)
     model.to(device).eval()
+    study = checkpoint.get("study_model")
+    from muracli.models import ModelSpec
+
     return LoadedModel(
         model=model,
         path=path,
@@ -153,10 +143,29 @@ def load_model(target: Path | str | None = None, device: torch.device | str = "c
         aggregate="study" if study else str(checkpoint.get("aggregate", "mean")),
         threshold=float(checkpoint.get("threshold", 0.5)),
         class_names=list(checkpoint.get("class_names", ["normal", "abnormal"])),
-        model_name=spec.name,
+        model_name=ModelSpec.from_dict(checkpoint["model"]).name,
         study_model=study or None,
         checkpoint=checkpoint,
     )
+
+
+def rebuild_model(checkpoint: dict[str, Any], path: Path | str) -> torch.nn.Module:
+    """The model a loaded checkpoint (from ``path``) holds, with its weights, on the CPU."""
+    from muracli.errors import ConfigError
+    from muracli.models import ModelSpec, build_model
+
+    try:
+        spec = ModelSpec.from_dict(checkpoint["model"])
+        spec = dataclasses.replace(spec, pretrained=False, weights=None, freeze_backbone=False)
+        study = checkpoint.get("study_model")
+        model = build_model(spec) if not study else _build_study_model(spec, study)
+        model.load_state_dict(checkpoint["state_dict"])
+    except (ConfigError, KeyError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(
+            f"cannot rebuild the model in {path}: {_first_line(exc)}",
+            "the checkpoint may come from another mura version",
+        ) from exc
+    return model
 
 
 def _build_study_model(spec, study: dict[str, Any]):

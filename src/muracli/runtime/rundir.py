@@ -31,6 +31,11 @@ METRIC_COLUMNS = [
     "select_loss", "select_kappa", "select_auc",
     "lr", "seconds", "images_per_s",
 ]
+#: Added after them in the metrics.csv of an --ema run: the moving-average weights' validation.
+EMA_METRIC_COLUMNS = [
+    "ema_valid_loss", "ema_valid_kappa", "ema_valid_auc", "ema_valid_accuracy",
+    "ema_select_loss", "ema_select_kappa", "ema_select_auc",
+]
 
 
 def epoch_line(row: dict[str, Any], total: int | None = None) -> str:
@@ -72,6 +77,17 @@ class RunDir:
     log_path = property(lambda self: self.path / "log.txt")
     curves_path = property(lambda self: self.path / "curves.png")
     selection_path = property(lambda self: self.path / "selection.csv")
+    epochs_path = property(lambda self: self.path / "epochs")
+    averaged_path = property(lambda self: self.path / "averaged.pt")
+
+    def epoch_path(self, epoch: int) -> Path:
+        """Where ``--keep-epochs`` keeps the weights of ``epoch``: ``epochs/epoch-007.pt``."""
+        return self.epochs_path / f"epoch-{epoch:03d}.pt"
+
+    def epoch_checkpoints(self) -> list[Path]:
+        """The kept epochs' checkpoints, oldest first."""
+        found = [p for p in self.epochs_path.glob("epoch-*.pt") if p.stem[6:].isdigit()]
+        return sorted(found, key=lambda p: int(p.stem[6:]))
 
     def holds_run(self) -> bool:
         """Whether a run was already written here (never mix two runs' metrics)."""
@@ -108,10 +124,11 @@ class RunDir:
     def append_metrics(self, row: dict[str, Any]) -> None:
         new = not self.metrics_path.exists()
         with self.metrics_path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+            columns = METRIC_COLUMNS + (EMA_METRIC_COLUMNS if "ema_valid_kappa" in row else [])
+            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
             if new:
                 writer.writeheader()
-            writer.writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
+            writer.writerow({k: _fmt(row.get(k)) for k in columns})
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():

@@ -1,7 +1,8 @@
 """The run's checkpoints, owned by one object: best.pt, last.pt, and the save on a stop signal.
 
 ``Checkpointer`` holds what every checkpoint of a run is made from (the
-model, optimiser, schedule, scaler and augmentation generator, plus the
+model, optimiser, schedule, scaler, augmentation and mixing generators and
+the EMA weights, plus the
 metadata that rebuilds the model), so the loop calls ``save_best(epoch,
 row)``, ``save_last(progress)``, ``restore()`` and ``interrupt(...)``
 instead of passing ten values around (timm's ``CheckpointSaver`` does the
@@ -9,8 +10,9 @@ same job). Only rank 0 writes; every rank restores.
 
 ``last.pt`` carries everything a resume needs to continue the same
 trajectory: the training state (``Progress``), the optimiser, schedule and
-scaler states and every random generator (torch, CUDA, the augmentation
-generator, Python's and numpy's).
+scaler states, the EMA weights (``--ema``) and every random generator (torch,
+CUDA, the augmentation and mixing generators, Python's and numpy's). With
+``--keep-epochs K``, ``epochs/epoch-NNN.pt`` keeps the last K epochs' weights.
 """
 
 from __future__ import annotations
@@ -93,6 +95,9 @@ class Checkpointer:
         scaler: "torch.amp.GradScaler",
         augment_rng: torch.Generator,
         world: World,
+        mix_rng: torch.Generator | None = None,
+        ema: torch.optim.swa_utils.AveragedModel | None = None,
+        keep_epochs: int = 0,
     ):
         self.run = run
         self.meta = meta
@@ -102,12 +107,27 @@ class Checkpointer:
         self.scaler = scaler
         self.augment_rng = augment_rng
         self.world = world
+        self.mix_rng = mix_rng
+        self.ema = ema
+        self.keep_epochs = keep_epochs
 
-    def save_best(self, epoch: int, row: dict[str, Any]) -> None:
-        """``best.pt``: the weights of ``epoch`` and its metrics, for inference."""
+    def save_best(self, epoch: int, row: dict[str, Any], *, weights: str = "raw") -> None:
+        """``best.pt``: the weights of ``epoch`` (``weights``: the trained ones, ``raw``, or their
+        moving average, ``ema``) and its metrics, for inference."""
         if self.world.is_main:
-            save_checkpoint({**self.meta, "state_dict": self.model.state_dict(), "epoch": epoch, "metrics": row},
-                            self.run.best_path)
+            model = self.ema.module if weights == "ema" else self.model
+            save_checkpoint({**self.meta, "state_dict": model.state_dict(), "epoch": epoch, "metrics": row,
+                             "weights": weights}, self.run.best_path)
+
+    def save_epoch(self, epoch: int, row: dict[str, Any]) -> None:
+        """With ``keep_epochs`` K: ``epochs/epoch-NNN.pt``, this epoch's trained weights (in best.pt's
+        format), and only the last K of them kept."""
+        if not (self.world.is_main and self.keep_epochs):
+            return
+        save_checkpoint({**self.meta, "state_dict": self.model.state_dict(), "epoch": epoch, "metrics": row,
+                         "weights": "raw"}, self.run.epoch_path(epoch))
+        for old in self.run.epoch_checkpoints()[:-self.keep_epochs]:
+            old.unlink(missing_ok=True)
 
     def save_last(self, progress: Progress) -> None:
         """``last.pt``: everything a resume needs."""
@@ -122,7 +142,8 @@ class Checkpointer:
                 "scheduler": self.schedule.state_dict(),
                 "scaler": self.scaler.state_dict(),
                 "progress": progress.state(),
-                "rng": rng_state(self.augment_rng),
+                "rng": rng_state(self.augment_rng, self.mix_rng),
+                **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             },
             self.run.last_path,
         )
@@ -138,7 +159,11 @@ class Checkpointer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.schedule.load_state_dict(checkpoint["scheduler"])
         self.scaler.load_state_dict(checkpoint["scaler"])
-        set_rng_state(checkpoint["rng"], self.augment_rng)
+        set_rng_state(checkpoint["rng"], self.augment_rng, self.mix_rng)
+        if self.ema is not None:
+            if "ema" not in checkpoint:
+                raise ConfigError(f"{path} holds no EMA weights to continue", "resume the run with the options it was started with")
+            self.ema.load_state_dict(checkpoint["ema"])
         return Progress(**checkpoint["progress"])
 
     def interrupt(self, progress: Progress, stop: StopFlag) -> NoReturn:
@@ -154,21 +179,24 @@ class Checkpointer:
         )
 
 
-def rng_state(augment_rng: torch.Generator) -> dict[str, Any]:
+def rng_state(augment_rng: torch.Generator, mix_rng: torch.Generator | None = None) -> dict[str, Any]:
     """Every random generator a run draws from, as checkpoint-safe values (tensors and lists)."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "augment": augment_rng.get_state(),
+        **({"mix": mix_rng.get_state()} if mix_rng is not None else {}),
         "python": _listify(random.getstate()),
         # numpy arrays are not allowed by weights_only loading: store a tensor
         "numpy": [torch.from_numpy(keys.astype(np.int64)), [int(pos), int(has_gauss), float(gauss)]],
     }
 
 
-def set_rng_state(state: dict[str, Any], augment_rng: torch.Generator) -> None:
+def set_rng_state(state: dict[str, Any], augment_rng: torch.Generator, mix_rng: torch.Generator | None = None) -> None:
     """Undo ``rng_state``."""
+    if mix_rng is not None and "mix" in state:
+        mix_rng.set_state(state["mix"].cpu())
     torch.set_rng_state(state["torch"].cpu())
     if torch.cuda.is_available() and state.get("cuda"):
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

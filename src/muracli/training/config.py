@@ -154,6 +154,17 @@ class TrainConfig:
     early_stop: int = option(
         0, "Stop after N epochs without a better kappa on the --select-on split (0: never).", low=0, resumable=True
     )
+    # -- regularisation and weight averaging (0 / 1: off, the behaviour of runs recorded without them)
+    label_smoothing: float = option(0.0, "Label smoothing of the (class-weighted) loss.", low=0.0, high=0.99)
+    mixup: float = option(0.0, "Mixup on training batches: Beta(ALPHA, ALPHA) mixing (0: off).", low=0.0)
+    cutmix: float = option(0.0, "CutMix on training batches: Beta(ALPHA, ALPHA) box area (0: off).", low=0.0)
+    clip_grad: float = option(0.0, "Clip the gradient norm to this (0: off).", low=0.0)
+    accumulate: int = option(1, "Accumulate the gradients of N batches per optimiser step.", low=1)
+    ema: float = option(0.0, "Keep an exponential moving average of the weights with this decay (0: off).", low=0.0)
+    keep_epochs: int = option(
+        0, "Keep the weights of the last K epochs in RUN/epochs/ (for `mura average`).", low=0,
+        resumable=True, execution=True,
+    )
     aggregate: str = option("mean", "Study probability from image probabilities.", choices=AGGREGATES)
     threshold: float = option(0.5)
     # -- execution
@@ -191,6 +202,9 @@ class TrainConfig:
         check(0.0 < self.threshold < 1.0, "--threshold must be in (0, 1)")
         check(not (self.pretrained and self.weights), "--pretrained and --weights both given",
               "use one: --weights FILE is the offline way to get pretrained weights")
+        check(self.ema < 1.0, f"--ema must be below 1, got {self.ema:g}", "a decay such as 0.999; 0 turns it off")
+        check(not (self.study_model and (self.mixup or self.cutmix)), "--mixup and --cutmix mix images, not studies",
+              "drop --mixup/--cutmix, or train an image model (without --study-model)")
         select_fraction(self.select_on)
         parse_body_parts(self.body_parts)
         return self

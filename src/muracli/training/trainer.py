@@ -22,6 +22,8 @@ import torch.nn as nn
 
 from muracli import __version__
 from muracli.batches.augment import GREY_MEAN, GREY_STD, AugmentConfig
+from muracli.batches.mix import BatchMix
+from muracli.batches.sampler import mix_seed
 from muracli.choices import CLASS_NAMES
 from muracli.errors import CheckpointError, ConfigError
 from muracli.progress import ProgressFn, silent
@@ -34,8 +36,9 @@ from muracli.training.config import TrainConfig
 from muracli.training.data import TrainData, load_train_data
 from muracli.training.interrupt import StopFlag
 from muracli.training.optim import Schedule, build_optimizer, current_lr
-from muracli.training.step import train_step
+from muracli.training.loss import TrainLoss
 from muracli.training.validate import validate
+from muracli.training.window import StepWindow, steps_per_epoch, windows
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -77,6 +80,10 @@ class Session:
     loss_fn: nn.Module
     augment: AugmentConfig | None
     augment_rng: torch.Generator
+    mix: BatchMix  # mixup / CutMix (inactive unless asked for), drawing from its own generator
+    window: StepWindow  # one optimiser step over --accumulate batches
+    steps_per_epoch: int  # optimiser steps per epoch
+    ema: Any = None  # torch.optim.swa_utils.AveragedModel with --ema, else None
 
 
 def train(
@@ -125,7 +132,8 @@ def _train(config: TrainConfig, world: World, device, resume: Path | None, progr
     checkpoints = Checkpointer(
         run, _checkpoint_meta(config, session.spec, session.data), model=session.model,
         optimizer=session.optimizer, schedule=session.schedule, scaler=session.scaler,
-        augment_rng=session.augment_rng, world=world,
+        augment_rng=session.augment_rng, mix_rng=session.mix.generator if session.mix.active else None,
+        ema=session.ema, keep_epochs=config.keep_epochs, world=world,
     )
     state = checkpoints.restore(device) if resume is not None else Progress()
     if world.is_main:
@@ -205,15 +213,32 @@ def _start(config: TrainConfig, world: World, device: torch.device, resuming: bo
     if config.compile:
         trained = torch.compile(trained)
     optimizer = build_optimizer(model.parameters(), config)
+    scaler = precision.scaler(device)
+    weights = data.class_weights if config.class_weights else None
+    loss_fn = TrainLoss(weights.to(device) if weights is not None else None, config.label_smoothing)
+    ema = _ema_model(model, config.ema)
+    window = StepWindow(
+        model=trained, raw=model, optimizer=optimizer, scaler=scaler, loss_fn=loss_fn,
+        autocast=lambda: precision.autocast(device), class_weights=weights, clip_grad=config.clip_grad, ema=ema,
+    )
+    steps = steps_per_epoch(data.steps_per_epoch, config.accumulate)
     return Session(
         config=config, world=world, device=device, precision=precision, channels_last=channels_last, data=data,
-        spec=spec, model=model, trained=trained, optimizer=optimizer,
-        schedule=Schedule(optimizer, config, data.steps_per_epoch),
-        scaler=precision.scaler(device),
-        loss_fn=nn.CrossEntropyLoss(weight=data.class_weights.to(device) if config.class_weights else None),
-        augment=config.augmentation(),
+        spec=spec, model=model, trained=trained, optimizer=optimizer, schedule=Schedule(optimizer, config, steps),
+        scaler=scaler, loss_fn=loss_fn, augment=config.augmentation(),
         augment_rng=torch.Generator().manual_seed(config.seed * 1000 + world.rank),
+        mix=BatchMix(config.mixup, config.cutmix, torch.Generator().manual_seed(mix_seed(config.seed, 0x313, world.rank))),
+        window=window, steps_per_epoch=steps, ema=ema,
     )
+
+
+def _ema_model(model: nn.Module, decay: float):
+    """The exponential moving average of ``model``'s weights and buffers (``--ema``), or None when off."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _open_run(run: RunDir, session: Session, state: Progress, *, resumed: bool) -> None:
@@ -242,7 +267,9 @@ def _epoch(session: Session, state: Progress, checkpoints: Checkpointer, stop: S
         checkpoints.interrupt(state, stop)
     seconds = time.monotonic() - epoch_started
     loss_sum, seen, fresh = distributed.sum_across([state.loss_sum, state.seen, state.seen - seen_before], world, device)
-    metrics = _validate(session, progress)
+    metrics = _validate(session, session.model, progress)
+    if session.ema is not None:
+        metrics.update({f"ema_{k}": v for k, v in _validate(session, session.ema.module, progress).items()})
     session.schedule.after_epoch(metrics[f"{config.chooser}_loss"])
     row = {
         "epoch": epoch,
@@ -252,14 +279,28 @@ def _epoch(session: Session, state: Progress, checkpoints: Checkpointer, stop: S
         "seconds": seconds,
         "images_per_s": fresh / seconds if seconds > 0 else None,
     }
-    improved = state.end_epoch(epoch, row, chooser=config.chooser, early_stop=config.early_stop)
+    weights, chosen = _better_weights(row, config.chooser) if session.ema is not None else ("raw", row)
+    improved = state.end_epoch(epoch, chosen, chooser=config.chooser, early_stop=config.early_stop)
     if improved:
-        checkpoints.save_best(epoch, row)
+        checkpoints.save_best(epoch, row, weights=weights)
     checkpoints.save_last(state)
+    checkpoints.save_epoch(epoch, row)
     return row, improved
 
 
-def _validate(session: Session, progress: ProgressFn) -> dict[str, Any]:
+def _better_weights(row: dict[str, Any], chooser: str) -> tuple[str, dict[str, Any]]:
+    """``("ema", the row as the EMA weights scored)`` when they have the better kappa on the
+    choosing split, else ``("raw", row)``; a tie keeps the raw weights."""
+    def score(kappa):
+        return -1.0 if kappa is None else kappa
+
+    if score(row[f"ema_{chooser}_kappa"]) <= score(row[f"{chooser}_kappa"]):
+        return "raw", row
+    keys = {f"{split}_{metric}" for split in (chooser, "valid") for metric in ("kappa", "auc")}
+    return "ema", {**row, **{key: row[f"ema_{key}"] for key in keys}}
+
+
+def _validate(session: Session, model: nn.Module, progress: ProgressFn) -> dict[str, Any]:
     """The epoch's metrics on valid (reported every epoch, for the curves) and, when a
     held-out part of train chooses the checkpoint, on it (``select_*``)."""
     config = session.config
@@ -268,44 +309,49 @@ def _validate(session: Session, progress: ProgressFn) -> dict[str, Any]:
         aggregate=config.aggregate, threshold=config.threshold, max_images=config.eval_batch_images,
         world=session.world, progress=progress, study_model=config.study_model,
     )
-    metrics = validate(session.model, session.data.valid, **options)
+    metrics = validate(model, session.data.valid, **options)
     if session.data.select is not None:
-        metrics.update(validate(session.model, session.data.select, prefix="select", **options))
+        metrics.update(validate(model, session.data.select, prefix="select", **options))
     return metrics
 
 
 def _train_one_epoch(session: Session, state: Progress, epoch: int, stop: StopFlag, progress: ProgressFn) -> None:
+    data, world, accumulate = session.data, session.world, session.config.accumulate
+    session.trained.train()
+    data.sampler.set_epoch(epoch)
+    data.sampler.start_batch = state.step * accumulate  # a step is one optimiser step: accumulate batches
+    tick, tick_images = time.monotonic(), 0
+    for items in windows(data.loader, accumulate):
+        losses = session.window.step(items, lambda item: _batch(session, item))
+        session.schedule.after_step()
+        state.step += 1
+        for loss, (*_, y) in zip(losses, items):
+            state.loss_sum += float(loss) * len(y)
+            state.seen += len(y)
+            tick_images += len(y) * world.size
+        elapsed = time.monotonic() - tick
+        progress("train", state.step, session.steps_per_epoch, loss=state.loss_sum / state.seen,
+                 images_per_s=tick_images / max(elapsed, 1e-9))
+        if distributed.any_rank(stop.raised, world, session.device):
+            return
+
+
+def _batch(session: Session, item: tuple) -> tuple[Any, Any]:
+    """A loader item as model inputs and targets on the device: augmented, normalised, then mixed."""
     from muracli.batches.augment import prepare_batch
     from muracli.runtime.inference import study_inputs
 
-    data, device, world = session.data, session.device, session.world
+    *x, y = item
+    device = session.device
     augment = dict(device=device, mean=GREY_MEAN, std=GREY_STD, augment=session.augment, generator=session.augment_rng)
-    session.trained.train()
-    data.sampler.set_epoch(epoch)
-    data.sampler.start_batch = state.step
-    tick, tick_images = time.monotonic(), 0
-    for *x, y in data.loader:
-        if len(x) == 2:  # a study model's padded views and mask
-            inputs = study_inputs(*x, **augment)
-        elif data.prepared:  # augmented and normalised by the loader (the CPU path)
-            inputs = x[0].contiguous(memory_format=torch.channels_last) if session.channels_last else x[0]
-        else:
-            inputs = prepare_batch(x[0], channels_last=session.channels_last, **augment)
-        targets = y.to(device, non_blocking=True)
-        loss = train_step(
-            session.trained, inputs, targets, session.optimizer, session.scaler, session.loss_fn,
-            session.precision.autocast(device),
-        )
-        session.schedule.after_step()
-        state.step += 1
-        state.loss_sum += loss * len(y)
-        state.seen += len(y)
-        tick_images += len(y) * world.size
-        elapsed = time.monotonic() - tick
-        progress("train", state.step, data.steps_per_epoch, loss=state.loss_sum / state.seen,
-                 images_per_s=tick_images / max(elapsed, 1e-9))
-        if distributed.any_rank(stop.raised, world, device):
-            return
+    targets = y.to(device, non_blocking=True)
+    if len(x) == 2:  # a study model's padded views and mask
+        return study_inputs(*x, **augment), targets
+    if session.data.prepared:  # augmented and normalised by the loader (the CPU path)
+        inputs = x[0].contiguous(memory_format=torch.channels_last) if session.channels_last else x[0]
+    else:
+        inputs = prepare_batch(x[0], channels_last=session.channels_last, **augment)
+    return session.mix(inputs, targets)
 
 
 def _checkpoint_meta(config: TrainConfig, spec, data: TrainData) -> dict[str, Any]:
