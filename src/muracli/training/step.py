@@ -47,7 +47,7 @@ def backward(model, inputs, targets, scaler, loss_fn, autocast, *, share: float 
     return loss.detach()
 
 
-def update(optimizer: torch.optim.Optimizer, scaler: "torch.amp.GradScaler", *, clip_grad: float = 0.0) -> torch.Tensor | None:
+def update(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *, clip_grad: float = 0.0) -> torch.Tensor | None:
     """The optimiser step on the gradients in ``.grad``, their norm first clipped to ``clip_grad``
     (on the unscaled gradients; 0: no clipping). Returns the norm before clipping, None without."""
     norm = None

@@ -36,6 +36,7 @@ from muracli.training.config import TrainConfig
 from muracli.training.data import TrainData, load_train_data
 from muracli.training.interrupt import StopFlag
 from muracli.training.optim import Schedule, build_optimizer, current_lr
+from muracli.training.ema import ema_model
 from muracli.training.loss import TrainLoss
 from muracli.training.validate import validate
 from muracli.training.window import StepWindow, steps_per_epoch, windows
@@ -216,7 +217,7 @@ def _start(config: TrainConfig, world: World, device: torch.device, resuming: bo
     scaler = precision.scaler(device)
     weights = data.class_weights if config.class_weights else None
     loss_fn = TrainLoss(weights.to(device) if weights is not None else None, config.label_smoothing)
-    ema = _ema_model(model, config.ema)
+    ema = ema_model(model, config.ema)
     window = StepWindow(
         model=trained, raw=model, optimizer=optimizer, scaler=scaler, loss_fn=loss_fn,
         autocast=lambda: precision.autocast(device), class_weights=weights, clip_grad=config.clip_grad, ema=ema,
@@ -230,15 +231,6 @@ def _start(config: TrainConfig, world: World, device: torch.device, resuming: bo
         mix=BatchMix(config.mixup, config.cutmix, torch.Generator().manual_seed(mix_seed(config.seed, 0x313, world.rank))),
         window=window, steps_per_epoch=steps, ema=ema,
     )
-
-
-def _ema_model(model: nn.Module, decay: float):
-    """The exponential moving average of ``model``'s weights and buffers (``--ema``), or None when off."""
-    if not decay:
-        return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _open_run(run: RunDir, session: Session, state: Progress, *, resumed: bool) -> None:
@@ -343,7 +335,7 @@ def _batch(session: Session, item: tuple) -> tuple[Any, Any]:
 
     *x, y = item
     device = session.device
-    augment = dict(device=device, mean=GREY_MEAN, std=GREY_STD, augment=session.augment, generator=session.augment_rng)
+    augment = {"device": device, "mean": GREY_MEAN, "std": GREY_STD, "augment": session.augment, "generator": session.augment_rng}
     targets = y.to(device, non_blocking=True)
     if len(x) == 2:  # a study model's padded views and mask
         return study_inputs(*x, **augment), targets

@@ -18,8 +18,9 @@ skips ``step * N`` batches of the epoch.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import torch
 
