@@ -37,7 +37,7 @@ _mura() {
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
             else
-                COMPREPLY=($(compgen -W "download stats preprocess train evaluate predict compare demo" -- "$cur"))
+                COMPREPLY=($(compgen -W "download stats preprocess train average evaluate predict compare demo" -- "$cur"))
             fi
             return 0
             ;;
@@ -82,7 +82,7 @@ _mura() {
         train)
             case "$prev" in
                 --data|--manifest|--cache|--weights|--out|--resume) _mura_complete_path -f; return 0 ;;
-                --image-size|--body-part|--select-on|--select-seed|--model|-m|--dropout|--max-views|--epochs|--batch-size|--lr|--weight-decay|--warmup-epochs|--rotate|--early-stop|--workers|--seed) return 0 ;;  # a value of your own: nothing to suggest
+                --image-size|--body-part|--select-on|--select-seed|--model|-m|--dropout|--max-views|--epochs|--batch-size|--lr|--weight-decay|--warmup-epochs|--rotate|--early-stop|--label-smoothing|--mixup|--cutmix|--clip-grad|--accumulate|--ema|--keep-epochs|--workers|--seed) return 0 ;;  # a value of your own: nothing to suggest
                 --fit) COMPREPLY=($(compgen -W "pad stretch crop" -- "$cur")); return 0 ;;
                 --init) COMPREPLY=($(compgen -W "kaiming xavier" -- "$cur")); return 0 ;;
                 --view-pool) COMPREPLY=($(compgen -W "mean max attention" -- "$cur")); return 0 ;;
@@ -90,12 +90,23 @@ _mura() {
                 --schedule) COMPREPLY=($(compgen -W "plateau cosine none" -- "$cur")); return 0 ;;
                 --aggregate) COMPREPLY=($(compgen -W "mean max vote" -- "$cur")); return 0 ;;
             esac
-            opts="--data --manifest --cache --image-size --fit --body-part --select-on --select-seed --model -m --pretrained --no-pretrained --weights --freeze-backbone --dropout --init --study-model --view-pool --max-views --epochs --batch-size --lr --optimizer --weight-decay --schedule --warmup-epochs --class-weights --no-class-weights --balanced --no-balanced --augment --no-augment --rotate --early-stop --aggregate --gpu --cpu --amp --no-amp --compile --workers --seed --out --resume --json -h --help"
+            opts="--data --manifest --cache --image-size --fit --body-part --select-on --select-seed --model -m --pretrained --no-pretrained --weights --freeze-backbone --dropout --init --study-model --view-pool --max-views --epochs --batch-size --lr --optimizer --weight-decay --schedule --warmup-epochs --class-weights --no-class-weights --balanced --no-balanced --augment --no-augment --rotate --early-stop --label-smoothing --mixup --cutmix --clip-grad --accumulate --ema --keep-epochs --aggregate --gpu --cpu --amp --no-amp --compile --workers --seed --out --resume --json -h --help"
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return 0
             fi
             COMPREPLY=()
+            ;;
+        average)
+            case "$prev" in
+                --last) return 0 ;;  # a value of your own: nothing to suggest
+            esac
+            opts="--last --gpu --cpu --json -h --help"
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+                return 0
+            fi
+            _mura_complete_path -d
             ;;
         evaluate)
             case "$prev" in

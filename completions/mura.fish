@@ -7,18 +7,19 @@ complete -c mura -e
 complete -c mura -f
 
 # the root: options and commands
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -l version -d 'Show the version and exit'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -l debug -d 'Show full tracebacks on errors (also MURA_DEBUG=1)'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -l quiet -s q -d 'No progress bars or status lines'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -s h -l help -d 'Show the help and exit'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -a download -d 'Get MURA: a synthetic dataset, a local zip, or a resumable HTTP download'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -a stats -d 'Studies (normal/abnormal), images and views per study, per split and...'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -a preprocess -d 'Decode, convert to greyscale and resize every image once into a memor...'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -a train -d 'Train a classifier; writes config.json, metrics.csv, best.pt, last.pt...'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -a evaluate -d 'Evaluate a run at study level: Cohen\'s kappa, AUC and more, overall a...'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -a predict -d 'Predict abnormality per study (table, --json or --csv)'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -a compare -d 'Compare runs: model, image size, regularisation, epochs, time, best v...'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train evaluate predict compare demo' -a demo -d 'Run download, stats, preprocess, train, evaluate and predict on a syn...'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -l version -d 'Show the version and exit'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -l debug -d 'Show full tracebacks on errors (also MURA_DEBUG=1)'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -l quiet -s q -d 'No progress bars or status lines'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -s h -l help -d 'Show the help and exit'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a download -d 'Get MURA: a synthetic dataset, a local zip, or a resumable HTTP download'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a stats -d 'Studies (normal/abnormal), images and views per study, per split and...'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a preprocess -d 'Decode, convert to greyscale and resize every image once into a memor...'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a train -d 'Train a classifier; writes config.json, metrics.csv, best.pt, last.pt...'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a average -d 'Average a run\'s last K epochs\' weights into RUN/averaged.pt (BatchNor...'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a evaluate -d 'Evaluate a run at study level: Cohen\'s kappa, AUC and more, overall a...'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a predict -d 'Predict abnormality per study (table, --json or --csv)'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a compare -d 'Compare runs: model, image size, regularisation, epochs, time, best v...'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a demo -d 'Run download, stats, preprocess, train, evaluate and predict on a syn...'
 
 # mura download
 complete -c mura -n '__fish_seen_subcommand_from download' -l synthetic -d 'Generate a synthetic MURA: the real layout, radiograph-like images, k...'
@@ -89,6 +90,13 @@ complete -c mura -n '__fish_seen_subcommand_from train' -l augment -d 'Random fl
 complete -c mura -n '__fish_seen_subcommand_from train' -l no-augment -d 'Random flips, rotations, scale and contrast jitter on training batches'
 complete -c mura -n '__fish_seen_subcommand_from train' -l rotate -x -d 'Largest random rotation in degrees (the MURA paper: 30)'
 complete -c mura -n '__fish_seen_subcommand_from train' -l early-stop -x -d 'Stop after N epochs without a better kappa on the --select-on split (...'
+complete -c mura -n '__fish_seen_subcommand_from train' -l label-smoothing -x -d 'Label smoothing of the (class-weighted) loss'
+complete -c mura -n '__fish_seen_subcommand_from train' -l mixup -x -d 'Mixup on training batches: Beta(ALPHA, ALPHA) mixing (0: off)'
+complete -c mura -n '__fish_seen_subcommand_from train' -l cutmix -x -d 'CutMix on training batches: Beta(ALPHA, ALPHA) box area (0: off)'
+complete -c mura -n '__fish_seen_subcommand_from train' -l clip-grad -x -d 'Clip the gradient norm to this (0: off)'
+complete -c mura -n '__fish_seen_subcommand_from train' -l accumulate -x -d 'Accumulate the gradients of N batches per optimiser step'
+complete -c mura -n '__fish_seen_subcommand_from train' -l ema -x -d 'Keep an exponential moving average of the weights with this decay (0:...'
+complete -c mura -n '__fish_seen_subcommand_from train' -l keep-epochs -x -d 'Keep the weights of the last K epochs in RUN/epochs/ (for mura average)'
 complete -c mura -n '__fish_seen_subcommand_from train' -l aggregate -x -a 'mean max vote' -d 'Study probability from image probabilities'
 complete -c mura -n '__fish_seen_subcommand_from train' -l gpu -d 'Run on CUDA or the CPU'
 complete -c mura -n '__fish_seen_subcommand_from train' -l cpu -d 'Run on CUDA or the CPU'
@@ -101,6 +109,14 @@ complete -c mura -n '__fish_seen_subcommand_from train' -l out -r -F -d 'Run dir
 complete -c mura -n '__fish_seen_subcommand_from train' -l resume -r -F -d 'Continue the run in this directory from its last.pt'
 complete -c mura -n '__fish_seen_subcommand_from train' -l json -d 'Print the result as JSON'
 complete -c mura -n '__fish_seen_subcommand_from train' -s h -l help -d 'Show the help and exit'
+
+# mura average
+complete -c mura -n '__fish_seen_subcommand_from average' -l last -x -d 'Average the last K kept epochs'
+complete -c mura -n '__fish_seen_subcommand_from average' -l gpu -d 'Recompute BatchNorm statistics on CUDA or the CPU'
+complete -c mura -n '__fish_seen_subcommand_from average' -l cpu -d 'Recompute BatchNorm statistics on CUDA or the CPU'
+complete -c mura -n '__fish_seen_subcommand_from average' -l json -d 'Print the result as JSON'
+complete -c mura -n '__fish_seen_subcommand_from average' -s h -l help -d 'Show the help and exit'
+complete -c mura -n '__fish_seen_subcommand_from average' -a '(__fish_complete_directories)'
 
 # mura evaluate
 complete -c mura -n '__fish_seen_subcommand_from evaluate' -l data -r -F -d 'The folder holding MURA-v1.1/ (or that folder itself)'
