@@ -11,7 +11,7 @@ import pytest
 from muracli import __version__
 
 HEAVY = ("torch", "torchvision", "pandas", "sklearn", "matplotlib", "pydicom", "imagecodecs", "numpy", "numba")
-COMMANDS = ("download", "stats", "preprocess", "train", "evaluate", "predict", "compare", "demo")
+COMMANDS = ("download", "stats", "preprocess", "train", "average", "evaluate", "predict", "compare", "demo")
 
 
 def imported_modules(args: list[str], env: dict | None = None) -> set[str]:
