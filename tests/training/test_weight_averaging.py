@@ -18,10 +18,10 @@ from muracli.runtime.rundir import RunDir
 from muracli.training.average import average_run
 from muracli.training.trainer import resume_config, train
 
-OPTIONS = dict(
-    epochs=2, ema=0.9, mixup=0.4, cutmix=1.0, clip_grad=1.0, accumulate=2, label_smoothing=0.1, keep_epochs=1,
-    schedule="cosine",
-)
+OPTIONS = {
+    "epochs": 2, "ema": 0.9, "mixup": 0.4, "cutmix": 1.0, "clip_grad": 1.0, "accumulate": 2, "label_smoothing": 0.1,
+    "keep_epochs": 1, "schedule": "cosine",
+}
 
 
 def same_tensors(a: dict, b: dict) -> bool:
