@@ -87,7 +87,8 @@ def evaluate(
     batch_images: Annotated[int, typer.Option("--batch-images", min=1, help="At most this many images per forward pass (bounds memory).")] = 256,
     out: Annotated[
         Optional[Path],
-        typer.Option("--out", help="Write metrics.json, predictions.csv, image_predictions.csv, roc.png and confusion.png here.", show_default=False),
+        typer.Option("--out", help="Write metrics.json, predictions.csv, image_predictions.csv, roc.png and confusion.png here "
+                     "(an ensemble's default: a new runs/ensemble-<timestamp>).", show_default=False),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print metrics.json on stdout.")] = False,
     ensemble_top: Annotated[

@@ -9,9 +9,10 @@ its studies are aggregated from them with the same rule and reported with
 the same metrics and bootstrap (same resamples for the same ``seed``) as a
 single run. metrics.json is a single run's plus ``ensemble`` (how, and for
 ``--ensemble-top`` which runs were picked and why) and ``members`` (each
-member's checkpoint, model, image size and metrics); the ensemble's
-``model`` is ``"ensemble"``, and what differs between members
-(``checkpoint``, ``image_size``, ...) is ``None`` at the top level.
+member's checkpoint, model, image size and metrics); at the top level the
+ensemble's ``model`` is ``"ensemble"``, ``checkpoint`` and ``epoch`` are
+``None``, and ``image_size``, ``fit``, ``cache``, ``selected_on``, ... are
+the members' common value, else ``None``.
 
 Files always go somewhere, since an ensemble has no folder of its own:
 ``out``, else a new ``runs/ensemble-<timestamp>/``.
