@@ -104,12 +104,7 @@ def study_record(result: "StudyResult", *, with_ids: bool = False) -> dict[str, 
 def report_header(loaded: "LoadedModel", *, tta: bool = False) -> dict[str, Any]:
     """The run-level fields of the JSON report (everything but the studies and counts)."""
     return {
-        "checkpoint": str(loaded.path),
-        "model": loaded.model_name,
-        "image_size": loaded.image_size,
-        "fit": loaded.fit,
-        "aggregate": loaded.aggregate,
-        "threshold": loaded.threshold,
+        **member_header(loaded),
         "decision_threshold": loaded.threshold if loaded.study_model else decision_threshold(loaded.aggregate, loaded.threshold),
         "class_names": list(loaded.class_names),
         "tta": bool(tta),
