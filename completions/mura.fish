@@ -16,7 +16,7 @@ complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess t
 complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a preprocess -d 'Decode, convert to greyscale and resize every image once into a memor...'
 complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a train -d 'Train a classifier; writes config.json, metrics.csv, best.pt, last.pt...'
 complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a average -d 'Average a run\'s last K epochs\' weights into RUN/averaged.pt (BatchNor...'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a evaluate -d 'Evaluate a run at study level: Cohen\'s kappa, AUC and more, overall a...'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a evaluate -d 'Evaluate a run, or an ensemble of runs, at study level: Cohen\'s kappa...'
 complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a predict -d 'Predict abnormality per study (table, --json or --csv)'
 complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a compare -d 'Compare runs: model, image size, regularisation, epochs, time, best v...'
 complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a demo -d 'Run download, stats, preprocess, train, evaluate and predict on a syn...'
@@ -136,6 +136,7 @@ complete -c mura -n '__fish_seen_subcommand_from evaluate' -l no-amp -d 'Mixed p
 complete -c mura -n '__fish_seen_subcommand_from evaluate' -l batch-images -x -d 'At most this many images per forward pass (bounds memory)'
 complete -c mura -n '__fish_seen_subcommand_from evaluate' -l out -r -F -d 'Write metrics.json, predictions.csv, image_predictions.csv, roc.png a...'
 complete -c mura -n '__fish_seen_subcommand_from evaluate' -l json -d 'Print metrics.json on stdout'
+complete -c mura -n '__fish_seen_subcommand_from evaluate' -l ensemble-top -x -d 'The ensemble of the K runs under the folders given with the best kapp...'
 complete -c mura -n '__fish_seen_subcommand_from evaluate' -s h -l help -d 'Show the help and exit'
 complete -c mura -n '__fish_seen_subcommand_from evaluate' -F
 

@@ -80,3 +80,20 @@ def trained_run(synthetic_cache, tmp_path_factory) -> Path:
         batch_size=16, lr=2e-3, device="cpu", out=str(out), seed=1,
     )
     return train(config).run_dir
+
+
+@pytest.fixture(scope="session")
+def small_run(synthetic_data, tmp_path_factory) -> Path:
+    """A second cnn, one epoch at 16 px on ``synthetic_data`` (its own cache), another seed than
+    ``trained_run``'s: an ensemble member of another image size. Do not modify."""
+    from muracli.data.cache_build import build_cache
+    from muracli.training.config import TrainConfig
+    from muracli.training.trainer import train
+
+    cache = build_cache(synthetic_data, size=16, fit="pad", workers=0)
+    out = tmp_path_factory.mktemp("runs") / "cnn16"
+    config = TrainConfig(
+        cache=str(cache.path), image_size=16, model="cnn", epochs=1, batch_size=16, lr=2e-3, device="cpu",
+        out=str(out), seed=2,
+    )
+    return train(config).run_dir

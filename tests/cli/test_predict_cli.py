@@ -172,6 +172,27 @@ def test_cam_writes_one_overlay_per_image_at_original_size(cli, studies, trained
             assert overlay.size == original.size and overlay.mode == "RGB"
 
 
+def test_two_checkpoints_are_an_ensemble_listing_both(cli, studies, trained_run, small_run, tmp_path):
+    singles = [json.loads(cli("predict", studies, "-c", run, "--json").stdout) for run in (trained_run, small_run)]
+    result = cli("predict", studies, "-c", trained_run, "-c", small_run, "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert tuple(data) == REPORT_FIELDS and data["model"] == "ensemble"
+    assert data["checkpoint"] is None and data["image_size"] is None
+    assert [(m["checkpoint"], m["image_size"]) for m in data["members"]] == [
+        (str(Path(trained_run) / "best.pt"), 32), (str(Path(small_run) / "best.pt"), 16)]
+    assert singles[0]["members"] == data["members"][:1]
+    for study, *own in zip(data["studies"], *(s["studies"] for s in singles)):
+        expected = [(a["probability"] + b["probability"]) / 2 for a, b in zip(own[0]["images"], own[1]["images"])]
+        assert [i["probability"] for i in study["images"]] == pytest.approx(expected, abs=1e-12)
+        assert study["probability"] == pytest.approx(sum(expected) / len(expected), abs=1e-12)
+    table = cli("predict", studies, "-c", trained_run, "-c", small_run)
+    assert "Ensemble of 2 (cnn (32 px, pad)" in table.stdout and "cnn (16 px, pad)" in table.stdout
+    refused = cli("predict", studies, "-c", trained_run, "-c", small_run, "--cam", tmp_path / "cams")
+    assert refused.exit_code == 2 and refused.stderr.startswith("Error: --cam explains one model")
+    assert not (tmp_path / "cams").exists()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
 def test_gpu_without_cuda_is_a_clean_error(cli, studies, trained_run):
     result = cli("predict", studies, "-c", trained_run, "--gpu")

@@ -31,6 +31,12 @@ EXAMPLES = examples(
 
   # a checkpoint file, max over views instead of the mean, as JSON
   mura evaluate runs/cnn-20260101-120000/last.pt --aggregate max --json
+
+  # an ensemble: the mean of the runs' image probabilities, members side by side
+  mura evaluate runs/cnn-a runs/densenet169-b --bootstrap 1000 --out eval/ensemble
+
+  # the MURA paper's recipe: the five runs under runs/ of best kappa on their choosing split
+  mura evaluate --ensemble-top 5 runs/ --bootstrap 1000
 """
 )
 
@@ -47,9 +53,14 @@ def register(app: typer.Typer) -> None:
 
 
 def evaluate(
-    target: Annotated[
-        Optional[Path],
-        typer.Argument(metavar="RUN_DIR|CHECKPOINT", help="A run directory (its best.pt), a .pt file, or nothing for the latest run.", show_default=False),
+    targets: Annotated[
+        Optional[list[Path]],
+        typer.Argument(
+            metavar="RUN_DIR|CHECKPOINT...",
+            help="A run directory (its best.pt), a .pt file, or nothing for the latest run; several: their ensemble; "
+            "with --ensemble-top: folders of runs.",
+            show_default=False,
+        ),
     ] = None,
     data: DataOption = None,
     manifest: ManifestOption = None,
@@ -76,16 +87,32 @@ def evaluate(
     batch_images: Annotated[int, typer.Option("--batch-images", min=1, help="At most this many images per forward pass (bounds memory).")] = 256,
     out: Annotated[
         Optional[Path],
-        typer.Option("--out", help="Write metrics.json, predictions.csv, image_predictions.csv, roc.png and confusion.png here.", show_default=False),
+        typer.Option("--out", help="Write metrics.json, predictions.csv, image_predictions.csv, roc.png and confusion.png here "
+                     "(an ensemble's default: a new runs/ensemble-<timestamp>).", show_default=False),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print metrics.json on stdout.")] = False,
+    ensemble_top: Annotated[
+        Optional[int],
+        typer.Option("--ensemble-top", min=1, metavar="K", show_default=False,
+                     help="The ensemble of the K runs under the folders given with the best kappa on the split that "
+                     "chose their checkpoints (the MURA paper: 5)."),
+    ] = None,
 ) -> None:
-    """Evaluate a run at study level: Cohen's kappa, AUC and more, overall and per body part."""
+    """Evaluate a run, or an ensemble of runs, at study level: Cohen's kappa, AUC and more, overall and per body part."""
     from muracli.evaluation.evaluate import evaluate_run
 
+    if ensemble_top is not None or len(targets or []) > 1:
+        _ensemble(
+            targets or [], ensemble_top, metric=metric.value, json_output=json_output, out=out,
+            data=data, manifest=manifest, cache=cache, split=split.value,
+            aggregate=aggregate.value if aggregate else None, threshold=threshold, bootstrap=bootstrap, seed=seed,
+            device="auto" if gpu is None else ("cuda" if gpu else "cpu"), amp=amp, batch_images=batch_images,
+            body_parts=body_part,
+        )
+        return
     with console.RichProgress() as progress:
         evaluation = evaluate_run(
-            target,
+            targets[0] if targets else None,
             data=data,
             manifest=manifest,
             cache=cache,
@@ -107,6 +134,46 @@ def evaluate(
         console.print_json(evaluation.report)
         return
     render(evaluation, metric.value)
+
+
+def _ensemble(targets: list[Path], top: int | None, *, metric: str, json_output: bool, out: Path | None,
+              **options: Any) -> None:
+    """`mura evaluate RUN RUN ...` and `--ensemble-top K FOLDER`: each member, then their ensemble."""
+    from muracli.errors import ConfigError
+    from muracli.evaluation.ensemble import evaluate_ensemble
+    from muracli.evaluation.members import top_runs
+
+    picked = None
+    if top is not None:
+        if not targets:
+            raise ConfigError("--ensemble-top needs the folder(s) of runs to pick from",
+                              "e.g. mura evaluate --ensemble-top 5 runs/")
+        picked = top_runs(targets, top)
+        for skipped in picked.skipped:
+            console.warn(f"skipping {skipped.path}: {skipped.reason}")
+        targets = [Path(run.path) for run in picked.picked]
+    with console.RichProgress() as progress:
+        evaluation = evaluate_ensemble(targets, out=out, picked=picked, progress=progress, **options)
+    for note in evaluation.notes:
+        console.warn(note)
+    if json_output:
+        console.print_json(evaluation.report)
+        return
+    from muracli.cli.evaluate_ensemble import header_lines, members_table
+
+    report = evaluation.report
+    for line in header_lines(evaluation):
+        console.out.print(line, soft_wrap=True)
+    console.out.print()
+    console.print_whole(members_table(evaluation, metric))
+    console.out.print()
+    console.out.print("Ensemble " + _headline(report, "kappa" if metric == "all" else metric), soft_wrap=True)
+    console.out.print()
+    console.print_whole(_table(report, TABLE_METRICS if metric == "all" else [metric]))
+    console.out.print(_image_line(report), soft_wrap=True)
+    folder = next(iter(evaluation.files.values())).parent
+    names = ", ".join(path.name for path in evaluation.files.values())
+    console.out.print(f"Wrote {names} to {escape(str(folder))}", soft_wrap=True)
 
 
 def render(evaluation: "Evaluation", metric: str) -> None:

@@ -27,6 +27,9 @@ EXAMPLES = examples(
 
   # a flat PACS export (any file names), with the study UIDs and accession numbers to link back
   mura predict pacs_export/ --with-ids --csv worklist.csv
+
+  # an ensemble of two runs (each resizes the images its own way)
+  mura predict incoming/ -c runs/cnn-64 -c runs/densenet169-320 --sort
 """
 )
 
@@ -47,8 +50,12 @@ def predict(
         ),
     ],
     checkpoint: Annotated[
-        Optional[Path],
-        typer.Option("--checkpoint", "-c", help="A run directory (its best.pt) or a checkpoint file. Default: the latest run.", show_default=False),
+        Optional[list[Path]],
+        typer.Option(
+            "--checkpoint", "-c", show_default=False,
+            help="A run directory (its best.pt) or a checkpoint file. Default: the latest run. "
+            "Repeat it for an ensemble: the mean of the members' image probabilities.",
+        ),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the predictions as JSON (field names: see the README).")] = False,
     csv_file: Annotated[
@@ -84,23 +91,24 @@ def predict(
 
     from muracli.predict.cam import CamWriter
     from muracli.predict.discover import discover_studies
-    from muracli.predict.infer import predict_studies
+    from muracli.predict.ensemble import ensemble_header, predict_ensemble, refuse_cam
     from muracli.predict.output import prediction_report, report_header, sort_by_probability, study_record
     from muracli.runtime.checkpoint import load_model
     from muracli.runtime.devices import Precision, choose_precision, select_device
 
+    refuse_cam(len(checkpoint or []), cam)
     device = select_device("auto" if gpu is None else ("cuda" if gpu else "cpu"))
-    loaded = load_model(checkpoint, device)
+    members = [load_model(target, device) for target in (checkpoint or [None])]
     # fp32 on the CPU keeps the probabilities equal to `mura evaluate`'s; CUDA uses AMP as training does.
     precision = choose_precision(device, None) if device.type == "cuda" else Precision(None)
     writer = CamWriter(cam) if cam is not None else None
-    header = report_header(loaded, tta=tta)
+    header = report_header(members[0], tta=tta) if len(members) == 1 else ensemble_header(members, tta=tta)
 
     records: list[dict[str, Any]] = []  # small per-study records; pixels never outlive their batch
     studies = discover_studies(paths, on_empty=lambda p: console.warn(f"no images found in {p}"))
     with console.RichProgress() as progress:
-        for result in predict_studies(
-            loaded, studies, batch_images=batch_images, tta=tta, cam=writer, precision=precision,
+        for result in predict_ensemble(
+            members, studies, batch_images=batch_images, tta=tta, cam=writer, precision=precision,
             any_modality=any_modality, progress=progress,
         ):
             records.append(study_record(result, with_ids=with_ids))
@@ -203,16 +211,27 @@ def _print_table(report: dict[str, Any], cam: Path | None) -> None:
     if failed:
         counts += f", {failed} failed"
     how = "study model over all views" if report["aggregate"] == "study" else f"{report['aggregate']} of views"
+    members = report["members"]
+    if len(members) > 1:
+        model = f"Ensemble of {len(members)} ({'; '.join(_member_text(m, with_checkpoint=True) for m in members)})"
+        checkpoint = ""
+    else:
+        model, checkpoint = f"Model {_member_text(members[0])}", f"; checkpoint {report['checkpoint']}"
     out.print(
         escape(
-            f"{counts}. Model {report['model']} ({report['image_size']} px, {report['fit']}), {how}, "
-            f"threshold {report['decision_threshold']:.3g}{', TTA' if report['tta'] else ''}; checkpoint {report['checkpoint']}"
+            f"{counts}. {model}, {how}, threshold {report['decision_threshold']:.3g}"
+            f"{', TTA' if report['tta'] else ''}{checkpoint}"
         ),
         soft_wrap=True,
     )
     if cam is not None:
         out.print(escape(f"Grad-CAM overlays: {cam}"), soft_wrap=True)
     out.print(f"[dim]{escape(report['disclaimer'])}[/]", soft_wrap=True)
+
+
+def _member_text(member: dict[str, Any], *, with_checkpoint: bool = False) -> str:
+    text = f"{member['model']} ({member['image_size']} px, {member['fit']})"
+    return f"{text} {member['checkpoint']}" if with_checkpoint else text
 
 
 def _short_names(studies: list[str]) -> tuple[str, list[str]]:

@@ -2,7 +2,8 @@
 
 ``discover_studies(paths)`` yields :class:`Study` objects (a folder that
 directly holds images, or one image); ``predict_studies(loaded, studies)``
-yields one :class:`StudyResult` per study, streaming in batches;
+yields one :class:`StudyResult` per study, streaming in batches
+(``predict_ensemble(members, studies)`` the same for several checkpoints);
 :class:`CamWriter` writes Grad-CAM overlays at original size; ``output``
 turns results into the JSON / CSV records whose field names are documented
 in ``muracli.predict.output``.
@@ -42,6 +43,7 @@ from muracli.predict.output import (
 
 if TYPE_CHECKING:
     from muracli.predict.cam import CamWriter, heatmap_to_original, overlay
+    from muracli.predict.ensemble import ensemble_header, predict_ensemble
     from muracli.predict.infer import (
         ImageResult,
         SkippedImage,
@@ -66,8 +68,10 @@ __all__ = [
     "csv_columns",
     "csv_row",
     "discover_studies",
+    "ensemble_header",
     "heatmap_to_original",
     "overlay",
+    "predict_ensemble",
     "predict_studies",
     "prediction_report",
     "report_header",
@@ -85,6 +89,8 @@ _LAZY = {
     "SkippedImage": "muracli.predict.infer",
     "StudyResult": "muracli.predict.infer",
     "predict_studies": "muracli.predict.infer",
+    "predict_ensemble": "muracli.predict.ensemble",
+    "ensemble_header": "muracli.predict.ensemble",
     "study_model_probability": "muracli.predict.infer",
     "study_probability": "muracli.metrics.aggregate",
 }

@@ -13,6 +13,11 @@ JSON (``mura predict --json``) is one object::
                                                #   (the threshold; 0.5, a fraction of views, for vote)
       "class_names": ["normal", "abnormal"],   # label of prediction 0 and 1
       "tta": false,                            # flip test-time augmentation used
+      "members": [{"checkpoint": ..., "model": "cnn", "image_size": 320, "fit": "pad",
+                   "aggregate": "mean", "threshold": 0.5}],
+                                               # the checkpoints used: one, or an ensemble's members
+                                               #   (then "checkpoint", "image_size" and "fit" above are
+                                               #   null, "model" is "ensemble")
       "n_studies": 3, "n_predicted": 2, "n_failed": 1,
       "studies": [                             # discovery order, or highest probability first (--sort)
         {
@@ -67,7 +72,7 @@ DISCLAIMER = (
 
 REPORT_FIELDS = (
     "checkpoint", "model", "image_size", "fit", "aggregate", "threshold", "decision_threshold",
-    "class_names", "tta", "n_studies", "n_predicted", "n_failed", "studies", "disclaimer",
+    "class_names", "tta", "members", "n_studies", "n_predicted", "n_failed", "studies", "disclaimer",
 )
 STUDY_FIELDS = ("study", "body_part", "probability", "prediction", "label", "n_images", "images", "skipped", "error")
 IMAGE_FIELDS = ("path", "probability", "cam")
@@ -99,15 +104,23 @@ def study_record(result: "StudyResult", *, with_ids: bool = False) -> dict[str, 
 def report_header(loaded: "LoadedModel", *, tta: bool = False) -> dict[str, Any]:
     """The run-level fields of the JSON report (everything but the studies and counts)."""
     return {
+        **member_header(loaded),
+        "decision_threshold": loaded.threshold if loaded.study_model else decision_threshold(loaded.aggregate, loaded.threshold),
+        "class_names": list(loaded.class_names),
+        "tta": bool(tta),
+        "members": [member_header(loaded)],
+    }
+
+
+def member_header(loaded: "LoadedModel") -> dict[str, Any]:
+    """One checkpoint of the JSON report's ``members``: what it is and how it reads images and decides."""
+    return {
         "checkpoint": str(loaded.path),
         "model": loaded.model_name,
         "image_size": loaded.image_size,
         "fit": loaded.fit,
         "aggregate": loaded.aggregate,
         "threshold": loaded.threshold,
-        "decision_threshold": loaded.threshold if loaded.study_model else decision_threshold(loaded.aggregate, loaded.threshold),
-        "class_names": list(loaded.class_names),
-        "tta": bool(tta),
     }
 
 
