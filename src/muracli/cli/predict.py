@@ -91,6 +91,12 @@ def predict(
 
     device = select_device("auto" if gpu is None else ("cuda" if gpu else "cpu"))
     loaded = load_model(checkpoint, device)
+    from muracli.runtime.calibration import apply_calibration, describe
+
+    for note in apply_calibration(loaded):  # calibration.json beside the checkpoint, when there
+        console.warn(note)
+    if loaded.calibration is not None:
+        console.info(f"Calibration: {describe(loaded.calibration)}")
     # fp32 on the CPU keeps the probabilities equal to `mura evaluate`'s; CUDA uses AMP as training does.
     precision = choose_precision(device, None) if device.type == "cuda" else Precision(None)
     writer = CamWriter(cam) if cam is not None else None
@@ -206,13 +212,27 @@ def _print_table(report: dict[str, Any], cam: Path | None) -> None:
     out.print(
         escape(
             f"{counts}. Model {report['model']} ({report['image_size']} px, {report['fit']}), {how}, "
-            f"threshold {report['decision_threshold']:.3g}{', TTA' if report['tta'] else ''}; checkpoint {report['checkpoint']}"
+            f"threshold {report['decision_threshold']:.3g}{_calibration_words(report)}"
+            f"{', TTA' if report['tta'] else ''}; checkpoint {report['checkpoint']}"
         ),
         soft_wrap=True,
     )
     if cam is not None:
         out.print(escape(f"Grad-CAM overlays: {cam}"), soft_wrap=True)
     out.print(f"[dim]{escape(report['disclaimer'])}[/]", soft_wrap=True)
+
+
+def _calibration_words(report: dict[str, Any]) -> str:
+    """`` (from calibration.json: sensitivity=0.95 on select), temperature 1.4``, or nothing."""
+    words = ""
+    calibration = report["calibration"] or {}
+    point = calibration.get("operating_point")
+    if report["threshold_source"] != "checkpoint" and point:
+        words += f" (from calibration.json: {point.get('rule')} on {point.get('split')})"
+    if report["temperature"] != 1.0:
+        fit = calibration.get("temperature_fit") or {}
+        words += f", temperature {report['temperature']:.3g} (fitted on {fit.get('split')})"
+    return words
 
 
 def _short_names(studies: list[str]) -> tuple[str, list[str]]:
