@@ -101,8 +101,8 @@ def evaluate(
                      help="Choose the study threshold on the split that chose the checkpoint; report sensitivity "
                      "and specificity there and on --split.", show_default=False),
     ] = None,
-    save: Annotated[bool, typer.Option("--save", help="Record the --operating-point threshold in calibration.json "
-                                       "(mura predict uses it).")] = False,
+    save: Annotated[bool, typer.Option("--save", help="Record the --operating-point threshold in calibration.json, "
+                                       "which predict then uses.")] = False,
 ) -> None:
     """Evaluate a run at study level: Cohen's kappa, AUC and more, overall and per body part."""
     from muracli.evaluation.evaluate import evaluate_run
