@@ -135,7 +135,7 @@ def reliability_png(labels: Any, probabilities: Any, path: str | Path, *, title:
     """The reliability diagram: per bin of ``metrics.calibration`` (15, equal width), the observed
     frequency of abnormal (bars) and the mean predicted probability against it (points), the
     diagonal of perfect calibration, ECE and Brier in the legend; below, each bin's count."""
-    from muracli.metrics.calibration import BINNING, brier_score, expected_calibration_error, reliability_bins
+    from muracli.metrics.calibration import ECE_BINS, brier_score, expected_calibration_error, reliability_bins
 
     rows = reliability_bins(labels, probabilities)
     ece, brier = expected_calibration_error(labels, probabilities), brier_score(labels, probabilities)
@@ -162,7 +162,7 @@ def reliability_png(labels: Any, probabilities: Any, path: str | Path, *, title:
         if n:
             count_axes.text(low + width / 2, n, str(n), ha="center", va="bottom", fontsize=7)
     count_axes.set_ylim(0, max(1, counts.max()) * 1.25)
-    count_axes.set_xlabel(f"mean predicted probability ({BINNING})")
+    count_axes.set_xlabel(f"predicted probability of abnormal ({ECE_BINS} equal-width bins)")
     count_axes.set_ylabel("studies")
     figure.tight_layout()
     return _save(figure, path)
