@@ -57,6 +57,7 @@ def test_calibrate_and_save_then_predict_uses_them_until_calibration_json_goes(
     assert tuned.exit_code == 0, tuned.stderr
     assert "Calibration temperature" in tuned.stdout and "Operating point sensitivity=0.9" in tuned.stdout
     assert "Calibration (15 equal-width bins" in tuned.stdout and "chosen on select" in tuned.stdout
+    assert f"Wrote {run / 'calibration.json'}" in tuned.stdout and f"to {tmp_path / 'tuned'}" in tuned.stdout
     assert (run / "best.pt").read_bytes() == best  # never rewritten
     saved = json.loads((run / "calibration.json").read_text())
     fit, point = saved["temperature_fit"], saved["operating_point"]

@@ -171,10 +171,14 @@ def render(evaluation: "Evaluation", metric: str) -> None:
     write(_calibration_metrics(report))
     if report.get("operating_point"):
         write(_operating_point(report))
-    if evaluation.files:
-        folder = next(iter(evaluation.files.values())).parent
-        names = ", ".join(path.name for path in evaluation.files.values())
+    outputs = {role: path for role, path in evaluation.files.items() if role != "calibration"}
+    if outputs:
+        folder = next(iter(outputs.values())).parent
+        names = ", ".join(path.name for path in outputs.values())
         write(f"Wrote {names} to {escape(str(folder))}")
+    if "calibration" in evaluation.files:
+        write(f"Wrote {escape(str(evaluation.files['calibration']))}: evaluate and predict apply it "
+              "(delete it to return to the checkpoint's own)")
 
 
 def _chosen_on(report: dict[str, Any]) -> str:

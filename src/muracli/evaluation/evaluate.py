@@ -159,7 +159,8 @@ def evaluate_run(
     scores = calibrated_scores(score(cache_split), loaded.temperature)
     report, studies = _report(scores, split=split, aggregate=aggregate, threshold=threshold,
                               bootstrap=bootstrap, seed=seed, level=level)
-    report["calibration"].update(_calibration_in_use(loaded, threshold_given=given))
+    report["calibration"].update(_calibration_in_use(loaded, threshold_given=given,
+                                                     tuned_on=None if tuned is None else tuned.split))
     if tuned is not None and tuned.operating_point is not None:
         report["operating_point"] = tuning.operating_point_report(tuned.operating_point, studies, split=split,
                                                                   bootstrap=bootstrap, seed=seed, level=level)
@@ -173,10 +174,10 @@ def evaluate_run(
         report=report, studies=studies, images=scores.images, checkpoint=loaded.path, model_name=loaded.model_name,
         epoch=_epoch_of(loaded), cache_path=opened.path, device=str(torch_device), seconds=0.0, notes=notes,
     )
+    if out is not None:
+        evaluation.files = write_outputs(evaluation, out)
     if tuned is not None and tuned.written is not None:
         evaluation.files["calibration"] = tuned.written
-    if out is not None:
-        evaluation.files.update(write_outputs(evaluation, out))
     evaluation.seconds = time.monotonic() - started
     return evaluation
 
@@ -191,18 +192,19 @@ def calibrated_scores(scores: SplitScores, temperature: float) -> SplitScores:
     )
 
 
-def _calibration_in_use(loaded: "LoadedModel", *, threshold_given: bool) -> dict[str, Any]:
+def _calibration_in_use(loaded: "LoadedModel", *, threshold_given: bool, tuned_on: str | None) -> dict[str, Any]:
     """What metrics.json's ``calibration`` says was applied: the temperature, the threshold's
-    source and the calibration.json behind them (None: none)."""
-    record = loaded.calibration
-    fit = (record or {}).get("temperature_fit") or {}
-    point = (record or {}).get("operating_point") or {}
-    on_valid = "valid" in (fit.get("split"), point.get("split") if record and record.get("threshold") is not None else None)
+    source and the calibration.json behind them (None: none); ``tuned_on``: the split this
+    evaluation fitted on, if it did."""
+    record = loaded.calibration or {}
+    fit = record.get("temperature_fit") or {}
+    point = (record.get("operating_point") or {}) if record.get("threshold") is not None else {}
+    on_valid = "valid" in (fit.get("split") if loaded.temperature != 1.0 else None, point.get("split"), tuned_on)
     return {
         "temperature": loaded.temperature,
         "temperature_fitted_on": fit.get("split") if loaded.temperature != 1.0 else None,
         "threshold_source": "--threshold" if threshold_given else loaded.threshold_source,
-        "file": None if record is None else record.get("path"),
+        "file": record.get("path"),
         "fitted_on_valid": bool(on_valid),
     }
 
