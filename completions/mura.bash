@@ -112,11 +112,13 @@ _mura() {
             case "$prev" in
                 --data|--manifest|--cache|--out) _mura_complete_path -f; return 0 ;;
                 --split) COMPREPLY=($(compgen -W "train valid" -- "$cur")); return 0 ;;
-                --body-part|--threshold|--bootstrap|--seed|--batch-images|--ensemble-top) return 0 ;;  # a value of your own: nothing to suggest
+                --body-part|--threshold|--bootstrap|--seed|--batch-images|--ensemble-top|--operating-point) return 0 ;;  # a value of your own: nothing to suggest
                 --metric) COMPREPLY=($(compgen -W "kappa auc accuracy f1 sensitivity specificity all" -- "$cur")); return 0 ;;
                 --aggregate) COMPREPLY=($(compgen -W "mean max vote" -- "$cur")); return 0 ;;
+                --calibrate) COMPREPLY=($(compgen -W "temperature" -- "$cur")); return 0 ;;
+                --calibrate-on) COMPREPLY=($(compgen -W "select valid" -- "$cur")); return 0 ;;
             esac
-            opts="--data --manifest --cache --split --body-part --metric --aggregate --threshold --bootstrap --seed --gpu --cpu --amp --no-amp --batch-images --out --json --ensemble-top -h --help"
+            opts="--data --manifest --cache --split --body-part --metric --aggregate --threshold --bootstrap --seed --gpu --cpu --amp --no-amp --batch-images --out --json --ensemble-top --calibrate --calibrate-on --operating-point --save -h --help"
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return 0

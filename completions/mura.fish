@@ -134,9 +134,13 @@ complete -c mura -n '__fish_seen_subcommand_from evaluate' -l cpu -d 'Run on CUD
 complete -c mura -n '__fish_seen_subcommand_from evaluate' -l amp -d 'Mixed precision'
 complete -c mura -n '__fish_seen_subcommand_from evaluate' -l no-amp -d 'Mixed precision'
 complete -c mura -n '__fish_seen_subcommand_from evaluate' -l batch-images -x -d 'At most this many images per forward pass (bounds memory)'
-complete -c mura -n '__fish_seen_subcommand_from evaluate' -l out -r -F -d 'Write metrics.json, predictions.csv, image_predictions.csv, roc.png a...'
+complete -c mura -n '__fish_seen_subcommand_from evaluate' -l out -r -F -d 'Write metrics.json, predictions.csv, image_predictions.csv, roc.png,...'
 complete -c mura -n '__fish_seen_subcommand_from evaluate' -l json -d 'Print metrics.json on stdout'
 complete -c mura -n '__fish_seen_subcommand_from evaluate' -l ensemble-top -x -d 'The ensemble of the K runs under the folders given with the best kapp...'
+complete -c mura -n '__fish_seen_subcommand_from evaluate' -l calibrate -x -a 'temperature' -d 'Fit a temperature on the split that chose the checkpoint and write ca...'
+complete -c mura -n '__fish_seen_subcommand_from evaluate' -l calibrate-on -x -a 'select valid' -d 'Where --calibrate and --operating-point fit: select (the run\'s --sele...'
+complete -c mura -n '__fish_seen_subcommand_from evaluate' -l operating-point -x -d 'Choose the study threshold on the split that chose the checkpoint; re...'
+complete -c mura -n '__fish_seen_subcommand_from evaluate' -l save -d 'Record the --operating-point threshold in calibration.json, which pre...'
 complete -c mura -n '__fish_seen_subcommand_from evaluate' -s h -l help -d 'Show the help and exit'
 complete -c mura -n '__fish_seen_subcommand_from evaluate' -F
 

@@ -21,6 +21,12 @@ FITS = ("pad", "stretch", "crop")
 AGGREGATES = ("mean", "max", "vote")
 #: How a study model pools the features of its views (``models.multiview``).
 VIEW_POOLS = ("mean", "max", "attention")
+#: ``mura evaluate --calibrate``: how probabilities are calibrated (``metrics.calibration``).
+CALIBRATIONS = ("temperature",)
+#: ``mura evaluate --calibrate-on``: the run's selection split (part of train) or valid.
+CALIBRATION_SPLITS = ("select", "valid")
+#: ``mura evaluate --operating-point``: youden, or sensitivity=S / specificity=S.
+OPERATING_POINTS = ("youden", "sensitivity", "specificity")
 #: Optimisers and learning-rate schedules (``training.optim``).
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
 SCHEDULES = ("plateau", "cosine", "none")

@@ -24,7 +24,8 @@ def test_human_output_and_files(cli, trained_run, synthetic_cache, tmp_path):
         assert header in text
     assert "Elbow" in text and "Image level (" in text
     assert f"to {out}" in text
-    for name in ("metrics.json", "predictions.csv", "image_predictions.csv", "roc.png", "confusion.png"):
+    for name in ("metrics.json", "predictions.csv", "image_predictions.csv", "roc.png", "confusion.png",
+                 "reliability.png"):
         assert (out / name).is_file(), name
     assert "Traceback" not in result.stderr
 

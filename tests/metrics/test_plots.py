@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from muracli.errors import DataError
-from muracli.metrics import confusion_png, curves_png, roc_curve_png
-from muracli.metrics.plots import CONFUSION_SIZE, CURVES_SIZE, ROC_SIZE
+from muracli.metrics import confusion_png, curves_png, reliability_png, roc_curve_png
+from muracli.metrics.plots import CONFUSION_SIZE, CURVES_SIZE, RELIABILITY_SIZE, ROC_SIZE
 
 
 def png_size(path) -> tuple[int, int]:
@@ -40,6 +40,12 @@ def test_confusion_png(scores, tmp_path):
     assert png_size(confusion_png(y, (p >= 0.5).astype(int), tmp_path / "confusion.png")) == CONFUSION_SIZE
     # a class with no cases has no row percentage
     assert png_size(confusion_png([0, 0], [0, 1], tmp_path / "c2.png", title="t")) == CONFUSION_SIZE
+
+
+def test_reliability_png(scores, tmp_path):
+    y, p = scores
+    assert png_size(reliability_png(y, p, tmp_path / "reliability.png", title="valid")) == RELIABILITY_SIZE
+    assert png_size(reliability_png([1], [1.0], tmp_path / "one.png")) == RELIABILITY_SIZE  # one full bin
 
 
 def test_curves_png(tmp_path):

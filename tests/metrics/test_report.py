@@ -35,7 +35,7 @@ def test_report_structure_without_bootstrap(images):
     report = evaluation_report(images, split="valid")
     assert list(report) == [
         "split", "aggregate", "threshold", "decision_threshold", "n_studies", "n_images",
-        "bootstrap", "overall", "by_body_part", "image_level",
+        "bootstrap", "overall", "by_body_part", "image_level", "calibration",
     ]
     assert report["split"] == "valid" and report["aggregate"] == "mean" and report["threshold"] == 0.5
     assert report["n_studies"] == images["study"].nunique() == report["overall"]["n"]

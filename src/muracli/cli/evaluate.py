@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from muracli.cli import console
-from muracli.choices import METRICS
+from muracli.choices import CALIBRATION_SPLITS, CALIBRATIONS, METRICS
 from muracli.cli.options import Aggregate, DataOption, ManifestOption, Split, choice_enum, examples
 
 if TYPE_CHECKING:
@@ -29,6 +29,9 @@ EXAMPLES = examples(
   # wrists only (a run trained with --body-part is evaluated on its own parts by default)
   mura evaluate runs/cnn-20260101-120000 --body-part XR_WRIST
 
+  # fit a temperature and a 95%-sensitivity threshold on the run's selection split, saved for `mura predict`
+  mura evaluate runs/cnn-20260101-120000 --calibrate temperature --operating-point sensitivity=0.95 --save
+
   # a checkpoint file, max over views instead of the mean, as JSON
   mura evaluate runs/cnn-20260101-120000/last.pt --aggregate max --json
 
@@ -42,6 +45,8 @@ EXAMPLES = examples(
 
 
 Metric = choice_enum("Metric", (*METRICS, "all"))
+Calibration = choice_enum("Calibration", CALIBRATIONS)
+CalibrationSplit = choice_enum("CalibrationSplit", CALIBRATION_SPLITS)
 
 
 TABLE_METRICS = ["kappa", "auc", "accuracy", "sensitivity", "specificity", "f1"]
@@ -87,7 +92,7 @@ def evaluate(
     batch_images: Annotated[int, typer.Option("--batch-images", min=1, help="At most this many images per forward pass (bounds memory).")] = 256,
     out: Annotated[
         Optional[Path],
-        typer.Option("--out", help="Write metrics.json, predictions.csv, image_predictions.csv, roc.png and confusion.png here "
+        typer.Option("--out", help="Write metrics.json, predictions.csv, image_predictions.csv, roc.png, confusion.png and reliability.png here "
                      "(an ensemble's default: a new runs/ensemble-<timestamp>).", show_default=False),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print metrics.json on stdout.")] = False,
@@ -97,11 +102,38 @@ def evaluate(
                      help="The ensemble of the K runs under the folders given with the best kappa on the split that "
                      "chose their checkpoints (the MURA paper: 5)."),
     ] = None,
+    calibrate: Annotated[
+        Optional[Calibration],
+        typer.Option("--calibrate", help="Fit a temperature on the split that chose the checkpoint and write "
+                     "calibration.json beside it (evaluate and predict then apply it).", show_default=False),
+    ] = None,
+    calibrate_on: Annotated[
+        Optional[CalibrationSplit],
+        typer.Option("--calibrate-on", help="Where --calibrate and --operating-point fit: select (the run's "
+                     "--select-on split) or valid (then valid's numbers are optimistic). [default: select]",
+                     show_default=False),
+    ] = None,
+    operating_point: Annotated[
+        Optional[str],
+        typer.Option("--operating-point", metavar="youden|sensitivity=S|specificity=S",
+                     help="Choose the study threshold on the split that chose the checkpoint; report sensitivity "
+                     "and specificity there and on --split.", show_default=False),
+    ] = None,
+    save: Annotated[bool, typer.Option("--save", help="Record the --operating-point threshold in calibration.json, "
+                                       "which predict then uses.")] = False,
 ) -> None:
     """Evaluate a run, or an ensemble of runs, at study level: Cohen's kappa, AUC and more, overall and per body part."""
     from muracli.evaluation.evaluate import evaluate_run
 
     if ensemble_top is not None or len(targets or []) > 1:
+        if calibrate or operating_point or save:
+            from muracli.errors import ConfigError
+
+            raise ConfigError(
+                "--calibrate, --operating-point and --save apply to one run, not to an ensemble",
+                "calibrate each member with `mura evaluate RUN --calibrate temperature`: "
+                "the ensemble applies each member's calibration.json",
+            )
         _ensemble(
             targets or [], ensemble_top, metric=metric.value, json_output=json_output, out=out,
             data=data, manifest=manifest, cache=cache, split=split.value,
@@ -127,6 +159,10 @@ def evaluate(
             out=out,
             progress=progress,
             body_parts=body_part,
+            calibrate=calibrate.value if calibrate else None,
+            calibrate_on=calibrate_on.value if calibrate_on else None,
+            operating_point=operating_point,
+            save=save,
         )
     for note in evaluation.notes:
         console.warn(note)
@@ -189,6 +225,7 @@ def render(evaluation: "Evaluation", metric: str) -> None:
     only = f", {', '.join(report['body_parts'])} only" if report.get("body_parts") else ""
     write(f"Data        {escape(str(evaluation.cache_path))} (device {evaluation.device}{only})")
     write(f"Chosen on   {_chosen_on(report)}")
+    write(f"Calibration {escape(_calibration_line(report))}")
     if report["aggregate"] == "vote":
         write(
             f"Aggregate   vote of views, threshold {report['threshold']:g} per view; a study is abnormal "
@@ -206,10 +243,17 @@ def render(evaluation: "Evaluation", metric: str) -> None:
     table = _table(report, TABLE_METRICS if metric == "all" else [metric])
     console.print_whole(table)
     write(_image_line(report))
-    if evaluation.files:
-        folder = next(iter(evaluation.files.values())).parent
-        names = ", ".join(path.name for path in evaluation.files.values())
+    write(_calibration_metrics(report))
+    if report.get("operating_point"):
+        write(_operating_point(report))
+    outputs = {role: path for role, path in evaluation.files.items() if role != "calibration"}
+    if outputs:
+        folder = next(iter(outputs.values())).parent
+        names = ", ".join(path.name for path in outputs.values())
         write(f"Wrote {names} to {escape(str(folder))}")
+    if "calibration" in evaluation.files:
+        write(f"Wrote {escape(str(evaluation.files['calibration']))}: evaluate and predict apply it "
+              "(delete it to return to the checkpoint's own)")
 
 
 def _chosen_on(report: dict[str, Any]) -> str:
@@ -221,6 +265,47 @@ def _chosen_on(report: dict[str, Any]) -> str:
         honest = " (these valid numbers are optimistic)" if report["split"] == "valid" else ""
         return f"valid: the epoch of best valid kappa{honest}"
     return f"{selected}: a held-out part of train (valid never chose it)"
+
+
+def _calibration_line(report: dict[str, Any]) -> str:
+    """The temperature and threshold applied, and where they come from."""
+    used = report["calibration"]
+    parts = []
+    if used["temperature"] != 1.0:
+        parts.append(f"temperature {used['temperature']:.3g} (fitted on {used['temperature_fitted_on']})")
+    source = used["threshold_source"]
+    if source != "checkpoint":
+        parts.append(f"threshold {report['threshold']:g} from {source}")
+    if not parts:
+        return "none (the checkpoint's own probabilities and threshold)"
+    where = f" in {used['file']}" if used.get("file") else ""
+    valid = "; fitted on valid: valid's numbers are optimistic" if used.get("fitted_on_valid") else ""
+    return ", ".join(parts) + where + valid
+
+
+def _calibration_metrics(report: dict[str, Any]) -> str:
+    calibration = report["calibration"]
+    study, image = calibration["study"], calibration["image"]
+    text = f"Calibration ({calibration['binning']}): study ECE {study['ece']:.3f}, Brier {study['brier']:.3f}"
+    if image is not None:
+        text += f"; image ECE {image['ece']:.3f}, Brier {image['brier']:.3f}"
+    return text
+
+
+def _operating_point(report: dict[str, Any]) -> str:
+    point = report["operating_point"]
+    chosen, here = point["chosen_on"], point["evaluated_on"]
+
+    def with_ci(name: str) -> str:
+        ci = here["ci"][name]
+        return _number(here[name]) + (f" ({100 * here['level']:g}% CI {ci[0]:.2f}–{ci[1]:.2f})" if ci else "")
+
+    return (
+        f"Operating point {point['rule']}: threshold {point['threshold']:.4g}, chosen on {chosen['split']} "
+        f"({chosen['n_studies']} studies: sensitivity {_number(chosen['sensitivity'])}, specificity "
+        f"{_number(chosen['specificity'])}); on {here['split']}: sensitivity {with_ci('sensitivity')}, "
+        f"specificity {with_ci('specificity')}"
+    )
 
 
 def _level(report: dict[str, Any]) -> str:

@@ -99,6 +99,14 @@ def predict(
     refuse_cam(len(checkpoint or []), cam)
     device = select_device("auto" if gpu is None else ("cuda" if gpu else "cpu"))
     members = [load_model(target, device) for target in (checkpoint or [None])]
+    from muracli.runtime.calibration import apply_calibration, describe
+
+    for loaded in members:
+        for note in apply_calibration(loaded):  # calibration.json beside the checkpoint, when there
+            console.warn(note)
+        if loaded.calibration is not None:
+            owner = "" if len(members) == 1 else f" ({loaded.path})"
+            console.info(f"Calibration:{owner} {describe(loaded.calibration)}")
     # fp32 on the CPU keeps the probabilities equal to `mura evaluate`'s; CUDA uses AMP as training does.
     precision = choose_precision(device, None) if device.type == "cuda" else Precision(None)
     writer = CamWriter(cam) if cam is not None else None
@@ -219,7 +227,7 @@ def _print_table(report: dict[str, Any], cam: Path | None) -> None:
         model, checkpoint = f"Model {_member_text(members[0])}", f"; checkpoint {report['checkpoint']}"
     out.print(
         escape(
-            f"{counts}. {model}, {how}, threshold {report['decision_threshold']:.3g}"
+            f"{counts}. {model}, {how}, threshold {report['decision_threshold']:.3g}{_calibration_words(report)}"
             f"{', TTA' if report['tta'] else ''}{checkpoint}"
         ),
         soft_wrap=True,
@@ -232,6 +240,19 @@ def _print_table(report: dict[str, Any], cam: Path | None) -> None:
 def _member_text(member: dict[str, Any], *, with_checkpoint: bool = False) -> str:
     text = f"{member['model']} ({member['image_size']} px, {member['fit']})"
     return f"{text} {member['checkpoint']}" if with_checkpoint else text
+
+
+def _calibration_words(report: dict[str, Any]) -> str:
+    """`` (from calibration.json: sensitivity=0.95 on select), temperature 1.4``, or nothing."""
+    words = ""
+    calibration = report["calibration"] or {}
+    point = calibration.get("operating_point")
+    if report["threshold_source"] != "checkpoint" and point:
+        words += f" (from calibration.json: {point.get('rule')} on {point.get('split')})"
+    if report["temperature"] != 1.0:
+        fit = calibration.get("temperature_fit") or {}
+        words += f", temperature {report['temperature']:.3g} (fitted on {fit.get('split')})"
+    return words
 
 
 def _short_names(studies: list[str]) -> tuple[str, list[str]]:

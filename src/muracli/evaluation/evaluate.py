@@ -4,8 +4,8 @@
 (or a checkpoint file, or the latest run), finds the data it was trained on
 (or the data it is given), scores a split, and returns the metrics.json
 report with the study and image tables; given ``out`` it also writes
-``metrics.json``, ``predictions.csv``, ``image_predictions.csv``, ``roc.png``
-and ``confusion.png`` there. It never prints; notes for the user (e.g. a
+``metrics.json``, ``predictions.csv``, ``image_predictions.csv``, ``roc.png``,
+``confusion.png`` and ``reliability.png`` there. It never prints; notes for the user (e.g. a
 cache made with another ``--fit``) come back in ``Evaluation.notes``.
 
 The model's probabilities come from one function, ``score_split``: an image
@@ -43,6 +43,7 @@ OUTPUT_FILES = {
     "image_predictions": "image_predictions.csv",
     "roc": "roc.png",
     "confusion": "confusion.png",
+    "reliability": "reliability.png",
 }
 
 
@@ -79,43 +80,39 @@ class Evaluation:
 
 
 def evaluate_run(
-    target: Path | str | None = None,
-    *,
-    data: Path | str | None = None,
-    manifest: Path | str | None = None,
-    cache: Path | str | None = None,
-    split: str = "valid",
-    aggregate: str | None = None,
-    threshold: float | None = None,
-    bootstrap: int = 0,
-    seed: int = 0,
-    level: float = 0.95,
-    device: str = "auto",
-    amp: bool | None = None,
-    batch_images: int = 256,
-    out: Path | str | None = None,
-    progress: ProgressFn | None = None,
-    body_parts: list[str] | str | None = None,
+    target: Path | str | None = None, *,
+    data: Path | str | None = None, manifest: Path | str | None = None, cache: Path | str | None = None,
+    split: str = "valid", aggregate: str | None = None, threshold: float | None = None,
+    bootstrap: int = 0, seed: int = 0, level: float = 0.95,
+    device: str = "auto", amp: bool | None = None, batch_images: int = 256,
+    out: Path | str | None = None, progress: ProgressFn | None = None, body_parts: list[str] | str | None = None,
+    calibrate: str | None = None, calibrate_on: str | None = None, operating_point: str | None = None,
+    save: bool = False,
 ) -> Evaluation:
     """Evaluate a run directory, a checkpoint file or (``target=None``) the latest run.
 
-    ``aggregate`` and ``threshold`` default to the checkpoint's (its training
-    config). ``cache`` wins over ``data`` (a MURA folder) or ``manifest`` (a
-    CSV manifest); with none, the data the run was trained on (a MURA folder
-    or a manifest) is used when it is still there, else ``$MURA_DATA`` / ``./data``
-    - in every case the cache at the checkpoint's image size and fit is opened
-    or built. ``device`` is ``auto``, ``cpu`` or ``cuda``; ``batch_images``
-    bounds the images per forward pass. ``bootstrap`` > 0 adds 95% (``level``)
-    percentile intervals over studies, reproducible for a ``seed``.
-    ``body_parts`` restricts the split to those parts; it defaults to the
-    run's own (``mura train --body-part``), else every body part.
+    ``aggregate`` and ``threshold`` default to the checkpoint's (its training config). ``cache`` wins
+    over ``data`` (a MURA folder) or ``manifest`` (a CSV manifest); with none, the data the run was
+    trained on is used when it is still there, else ``$MURA_DATA`` / ``./data`` - in every case the
+    cache at the checkpoint's image size and fit is opened or built. ``device`` is ``auto``, ``cpu`` or
+    ``cuda``; ``batch_images`` bounds the images per forward pass. ``bootstrap`` > 0 adds 95%
+    (``level``) percentile intervals over studies, reproducible for a ``seed``. ``body_parts``
+    restricts the split to those parts; it defaults to the run's own, else every body part.
+
+    A calibration.json beside the checkpoint (``runtime.calibration``) is applied. ``calibrate=
+    "temperature"`` fits a new one and ``operating_point`` (``youden``, ``sensitivity=S``,
+    ``specificity=S``) chooses the study threshold, both on the split that chose the checkpoint
+    (``evaluation.calibrate``; ``calibrate_on="valid"`` to use valid); ``save`` records it.
     """
     started = time.monotonic()
     from muracli.data.dataset import check_one_source
+    from muracli.evaluation import calibrate as tuning
 
     check_one_source(data, manifest)
     _check_options(split=split, batch_images=batch_images, bootstrap=bootstrap, level=level, aggregate=aggregate,
                    threshold=threshold)
+    tuning.check_tuning(calibrate=calibrate, calibrate_on=calibrate_on, operating_point=operating_point, save=save,
+                        threshold=threshold)
     asked_parts = parse_body_parts(body_parts)
 
     from muracli.runtime.checkpoint import load_model
@@ -123,45 +120,81 @@ def evaluate_run(
 
     torch_device = select_device(device)
     loaded = load_model(target, torch_device)
-    aggregate, threshold = _decision_rule(loaded, aggregate, threshold)
+    notes: list[str] = []
+    tuning.prepare(loaded, aggregate=aggregate, notes=notes)
+    aggregate, _ = _decision_rule(loaded, aggregate, threshold)
     trained_with = _training_config(loaded)
     body_parts = parse_body_parts(trained_with.get("body_parts")) if asked_parts is None else asked_parts
 
-    notes: list[str] = []
     opened, cache_split = _split_to_score(loaded, data=data, manifest=manifest, cache=cache, split=split,
                                           body_parts=body_parts, notes=notes, progress=progress)
-    scores = score_split(
-        loaded,
-        cache_split,
-        device=torch_device,
-        precision=choose_precision(torch_device, amp),
-        batch_images=batch_images,
-        progress=progress,
-    )
+
+    def score(part) -> SplitScores:
+        return score_split(loaded, part, device=torch_device, precision=choose_precision(torch_device, amp),
+                           batch_images=batch_images, progress=progress, log_odds=True)
+
+    tuned = None
+    if calibrate is not None or operating_point is not None:
+        tuned = tuning.tune(loaded, opened, body_parts=body_parts, calibrate=calibrate, calibrate_on=calibrate_on,
+                            operating_point=operating_point, save=save, aggregate=aggregate, score=score)
+        notes.extend(tuned.notes)
+    given, (_, threshold) = threshold is not None, _decision_rule(loaded, None, threshold)
+    scores = calibrated_scores(score(cache_split), loaded.temperature)
     report, studies = _report(scores, split=split, aggregate=aggregate, threshold=threshold,
                               bootstrap=bootstrap, seed=seed, level=level)
-    report.update(
-        checkpoint=os.path.abspath(loaded.path), model=loaded.model_name, study_model=loaded.study_model,
-        epoch=_epoch_of(loaded), image_size=loaded.image_size, fit=loaded.fit, cache=os.path.abspath(opened.path),
-        data_fingerprint=opened.fingerprint, device=str(torch_device),
-        selected_on=trained_with.get("select_on", "valid"), body_parts=body_parts,
-    )
+    report["calibration"].update(_calibration_in_use(loaded, threshold_given=given,
+                                                     tuned_on=None if tuned is None else tuned.split))
+    if tuned is not None and tuned.operating_point is not None:
+        report["operating_point"] = tuning.operating_point_report(tuned.operating_point, studies, split=split,
+                                                                  bootstrap=bootstrap, seed=seed, level=level)
+    report.update(_run_fields(loaded, opened, torch_device, trained_with, body_parts))
     evaluation = Evaluation(
-        report=report,
-        studies=studies,
-        images=scores.images,
-        checkpoint=loaded.path,
-        model_name=loaded.model_name,
-        epoch=_epoch_of(loaded),
-        cache_path=opened.path,
-        device=str(torch_device),
-        seconds=0.0,
-        notes=notes,
+        report=report, studies=studies, images=scores.images, checkpoint=loaded.path, model_name=loaded.model_name,
+        epoch=_epoch_of(loaded), cache_path=opened.path, device=str(torch_device), seconds=0.0, notes=notes,
     )
     if out is not None:
         evaluation.files = write_outputs(evaluation, out)
+    if tuned is not None and tuned.written is not None:
+        evaluation.files["calibration"] = tuned.written
     evaluation.seconds = time.monotonic() - started
     return evaluation
+
+
+def _run_fields(loaded: "LoadedModel", opened, device, trained_with: dict[str, Any], body_parts) -> dict[str, Any]:
+    """What metrics.json says of the model, the cache and the device it was evaluated with."""
+    return dict(
+        checkpoint=os.path.abspath(loaded.path), model=loaded.model_name, study_model=loaded.study_model,
+        epoch=_epoch_of(loaded), image_size=loaded.image_size, fit=loaded.fit, cache=os.path.abspath(opened.path),
+        data_fingerprint=opened.fingerprint, device=str(device),
+        selected_on=trained_with.get("select_on", "valid"), body_parts=body_parts,
+    )
+
+
+def calibrated_scores(scores: SplitScores, temperature: float) -> SplitScores:
+    """``scores`` (with log-odds) with the probabilities of ``temperature`` and no log-odds column."""
+    from muracli.evaluation.calibrate import calibrated_table
+
+    return SplitScores(
+        images=None if scores.images is None else calibrated_table(scores.images, temperature),
+        studies=None if scores.studies is None else calibrated_table(scores.studies, temperature),
+    )
+
+
+def _calibration_in_use(loaded: "LoadedModel", *, threshold_given: bool, tuned_on: str | None) -> dict[str, Any]:
+    """What metrics.json's ``calibration`` says was applied: the temperature, the threshold's
+    source and the calibration.json behind them (None: none); ``tuned_on``: the split this
+    evaluation fitted on, if it did."""
+    record = loaded.calibration or {}
+    fit = record.get("temperature_fit") or {}
+    point = (record.get("operating_point") or {}) if record.get("threshold") is not None else {}
+    on_valid = "valid" in (fit.get("split") if loaded.temperature != 1.0 else None, point.get("split"), tuned_on)
+    return {
+        "temperature": loaded.temperature,
+        "temperature_fitted_on": fit.get("split") if loaded.temperature != 1.0 else None,
+        "threshold_source": "--threshold" if threshold_given else loaded.threshold_source,
+        "file": record.get("path"),
+        "fitted_on_valid": bool(on_valid),
+    }
 
 
 def _split_to_score(loaded: "LoadedModel", *, data, manifest, cache, split: str, body_parts: list[str] | None,
@@ -223,9 +256,11 @@ def score_split(
     precision: "Precision",
     batch_images: int = 256,
     progress: ProgressFn | None = None,
+    log_odds: bool = False,
 ) -> SplitScores:
     """The model's probabilities of abnormality over a cached split, batched
-    (at most ``batch_images`` images per forward pass) and under ``precision``.
+    (at most ``batch_images`` images per forward pass) and under ``precision``;
+    with ``log_odds``, their log-odds too (a ``log_odds`` column).
 
     Image models give ``SplitScores(images=...)``; a study model (the
     checkpoint's ``study_model`` field) gives ``SplitScores(studies=...)``,
@@ -235,7 +270,7 @@ def score_split(
 
     options = dict(
         device=device, mean=loaded.mean, std=loaded.std, precision=precision, max_images=batch_images,
-        channels_last=device.type == "cuda", progress=progress, task="evaluate",
+        channels_last=device.type == "cuda", progress=progress, task="evaluate", log_odds=log_odds,
     )
     if loaded.study_model:
         return SplitScores(studies=study_probabilities(loaded.model, split, **options))
@@ -274,7 +309,7 @@ def _epoch_of(loaded: "LoadedModel") -> int | None:
 def write_outputs(evaluation: Evaluation, out: Path | str) -> dict[str, Path]:
     """Write metrics.json, predictions.csv, image_predictions.csv, roc.png and
     confusion.png into ``out`` (created); returns their paths by role."""
-    from muracli.metrics.plots import confusion_png, roc_curve_png
+    from muracli.metrics.plots import confusion_png, reliability_png, roc_curve_png
 
     folder = Path(out)
     try:
@@ -300,6 +335,10 @@ def write_outputs(evaluation: Evaluation, out: Path | str) -> dict[str, Path]:
     title = f"{report['split']} studies ({how}), n = {report['n_studies']}"
     roc_curve_png(studies["label"], studies["probability"], files["roc"], threshold=study_threshold, title=f"ROC: {title}")
     confusion_png(studies["label"], studies["prediction"], files["confusion"], title=f"Confusion: {title}")
+    temperature = report["calibration"].get("temperature", 1.0)
+    scaled = f", temperature {temperature:.3g}" if temperature != 1.0 else ""
+    reliability_png(studies["label"], studies["probability"], files["reliability"],
+                    title=f"Reliability: {report['split']} studies{scaled}")
     # metrics.json last: its presence says the folder is complete.
     write_atomic(files["metrics"], (json.dumps(report, indent=2, allow_nan=False) + "\n").encode())
     return {role: files[role] for role in OUTPUT_FILES if role in files}

@@ -1,4 +1,4 @@
-"""The evaluation and training figures: ROC curve, confusion matrix, curves.
+"""The evaluation and training figures: ROC curve, confusion matrix, reliability diagram, curves.
 
 Figures are drawn with matplotlib's object API on an Agg canvas, never
 through ``pyplot``: no global figure registry to leak memory in a long
@@ -26,6 +26,7 @@ DPI = 100
 ROC_SIZE = (600, 600)
 CONFUSION_SIZE = (500, 450)
 CURVES_SIZE = (1100, 420)
+RELIABILITY_SIZE = (600, 700)
 
 
 def _figure(size: tuple[int, int]):
@@ -126,6 +127,43 @@ def confusion_png(labels: Any, predictions: Any, path: str | Path, *, title: str
     axes.set_ylabel("True")
     axes.set_title(title or "Confusion matrix")
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of true class")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def reliability_png(labels: Any, probabilities: Any, path: str | Path, *, title: str | None = None) -> Path:
+    """The reliability diagram: per bin of ``metrics.calibration`` (15, equal width), the observed
+    frequency of abnormal (bars) and the mean predicted probability against it (points), the
+    diagonal of perfect calibration, ECE and Brier in the legend; below, each bin's count."""
+    from muracli.metrics.calibration import ECE_BINS, brier_score, expected_calibration_error, reliability_bins
+
+    rows = reliability_bins(labels, probabilities)
+    ece, brier = expected_calibration_error(labels, probabilities), brier_score(labels, probabilities)
+    full = [row for row in rows if row["n"]]
+    lows = np.array([row["low"] for row in rows])
+    width = rows[0]["high"] - rows[0]["low"]
+
+    figure = _figure(RELIABILITY_SIZE)
+    axes, count_axes = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    axes.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="perfect calibration")
+    axes.bar([row["low"] for row in full], [row["observed_frequency"] for row in full], width=width, align="edge",
+             color="tab:blue", alpha=0.35, edgecolor="tab:blue", label="observed frequency per bin")
+    axes.plot([row["mean_probability"] for row in full], [row["observed_frequency"] for row in full], marker="o",
+              color="tab:red", linewidth=1.5, label=f"mean predicted vs observed (ECE {ece:.3f}, Brier {brier:.3f})")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.05)
+    axes.set_ylabel("observed frequency of abnormal")
+    axes.set_title(title or "Reliability diagram")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left", fontsize=8)
+    counts = np.array([row["n"] for row in rows])
+    count_axes.bar(lows, counts, width=width, align="edge", color="0.5", edgecolor="0.3")
+    for low, n in zip(lows, counts):
+        if n:
+            count_axes.text(low + width / 2, n, str(n), ha="center", va="bottom", fontsize=7)
+    count_axes.set_ylim(0, max(1, counts.max()) * 1.25)
+    count_axes.set_xlabel(f"predicted probability of abnormal ({ECE_BINS} equal-width bins)")
+    count_axes.set_ylabel("studies")
     figure.tight_layout()
     return _save(figure, path)
 

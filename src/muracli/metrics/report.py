@@ -6,6 +6,10 @@ body part and at image level, with percentile bootstrap intervals over
 studies when asked. Undefined values are ``None``; nothing is NaN or a numpy
 scalar, so ``json.dumps(report, allow_nan=False)`` works.
 
+``calibration`` holds the Brier score and the expected calibration error
+(``metrics.calibration``: 15 equal-width bins) of the study and the image
+probabilities, and the study bins of the reliability diagram.
+
 Image-level metrics get no intervals: the views of one study are not
 independent, so resampling images would give intervals that are too narrow.
 """
@@ -112,8 +116,22 @@ def evaluation_report(
         "overall": block(studies, studies["n_images"].sum()),
         "by_body_part": by_body_part,
         "image_level": image_level,
+        "calibration": calibration_report(studies, images),
     }
     return jsonable(report)
+
+
+def calibration_report(studies: "pd.DataFrame", images: "pd.DataFrame | None") -> dict[str, Any]:
+    """metrics.json's ``calibration``: Brier and ECE of the study probabilities (with the
+    reliability bins) and of the image probabilities (``None`` for a study model)."""
+    from muracli.metrics.calibration import BINNING, ECE_BINS, calibration_block
+
+    return {
+        "bins": ECE_BINS,
+        "binning": BINNING,
+        "study": calibration_block(studies["label"], studies["probability"], with_bins=True),
+        "image": None if images is None else calibration_block(images["label"], images["probability"]),
+    }
 
 
 def jsonable(value: Any) -> Any:

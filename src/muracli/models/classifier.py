@@ -21,6 +21,13 @@ def abnormal_probability(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.float(), dim=1)[:, 1]
 
 
+def abnormal_log_odds(logits: torch.Tensor) -> torch.Tensor:
+    """log(P(abnormal) / P(normal)) for each row of two-class logits: ``z1 - z0``, in fp32.
+    ``sigmoid(abnormal_log_odds(z) / T)`` is the softmax of ``z / T``: temperature scaling."""
+    logits = logits.float()
+    return logits[:, 1] - logits[:, 0]
+
+
 def init_layer(module: nn.Module, init: str) -> None:
     """Initialise one conv, linear or norm layer with ``init`` (kaiming | xavier)."""
     if isinstance(module, (nn.Conv2d, nn.Linear)):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from muracli.errors import ConfigError
 from muracli.metrics.aggregate import decision_threshold, study_probability
 from muracli.predict.infer import ImageResult, StudyResult, predict_studies
-from muracli.predict.output import member_header
+from muracli.predict.output import calibration_fields, member_header
 from muracli.progress import ProgressFn
 
 if TYPE_CHECKING:
@@ -107,6 +107,7 @@ def ensemble_header(members: list[LoadedModel], *, tta: bool = False) -> dict[st
         "aggregate": first.aggregate,
         "threshold": first.threshold,
         "decision_threshold": decision_threshold(first.aggregate, first.threshold),
+        **calibration_fields(first),
         "class_names": list(first.class_names),
         "tta": bool(tta),
         "members": [member_header(member) for member in members],

@@ -3,8 +3,9 @@
 The pixels take exactly the path of ``mura preprocess`` + ``mura evaluate``:
 ``read_greyscale`` -> ``fit_square(image_size, fit)`` (uint8, as the cache
 stores it) -> ``prepare_batch`` (normalised with the checkpoint's mean/std)
--> the model -> softmax[:, 1]. So a study predicted here gets the same image
-probabilities that ``evaluate`` computes from the cache.
+-> the model -> softmax[:, 1] (with a calibration.json, ``sigmoid(log-odds / T)``).
+So a study predicted here gets the same image probabilities that ``evaluate``
+computes from the cache.
 
 Memory stays flat however large the tree: studies arrive from a generator,
 images are decoded a batch at a time (``batch_images``), and a study's
@@ -43,7 +44,8 @@ from muracli.data.fit import fit_square
 from muracli.errors import ConfigError, ImageReadError
 from muracli.machine import usable_cores
 from muracli.metrics.aggregate import check_method, decision_threshold, study_probability
-from muracli.models.classifier import abnormal_probability
+from muracli.metrics.calibration import scaled_probabilities
+from muracli.models.classifier import abnormal_log_odds, abnormal_probability
 from muracli.predict.cam import CamWriter
 from muracli.predict.discover import Study
 from muracli.models.multiview import pool_views
@@ -104,6 +106,14 @@ class StudyResult:
         return len(self.images)
 
 
+def calibrated_probabilities(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
+    """P(abnormal) per row of two-class logits, as float64: the softmax, or with a temperature
+    (calibration.json) ``sigmoid(log-odds / T)`` - the same function ``mura evaluate`` applies."""
+    if temperature == 1.0:
+        return abnormal_probability(logits).cpu().numpy().astype(np.float64)
+    return scaled_probabilities(abnormal_log_odds(logits).cpu().numpy().astype(np.float64), temperature)
+
+
 def study_model_probability(loaded: "LoadedModel", features: torch.Tensor, flipped: torch.Tensor | None = None) -> float:
     """A study model's probability from its views' backbone features (V, D).
 
@@ -119,7 +129,7 @@ def study_model_probability(loaded: "LoadedModel", features: torch.Tensor, flipp
         mask = torch.ones(1, len(views), dtype=torch.bool, device=views.device)
         with torch.inference_mode():
             pooled = pool_views(views[None], mask, model.view_pool, model.attention)
-            outputs.append(float(abnormal_probability(model.head(pooled))[0]))
+            outputs.append(float(calibrated_probabilities(model.head(pooled), loaded.temperature)[0]))
     return float(np.mean(outputs))
 
 
@@ -314,10 +324,10 @@ def _run_batch(
     x = torch.from_numpy(np.stack([fitted for _, (fitted, _) in ready]))[:, None]
     batch = prepare_batch(x, device=device, mean=loaded.mean, std=loaded.std)
     image_model = _image_model(loaded)
-    probabilities, features = _forward(image_model, batch, device, precision)
+    probabilities, features = _forward(image_model, batch, device, precision, loaded.temperature)
     mirrored_features = None
     if tta:
-        mirrored, mirrored_features = _forward(image_model, batch.flip(-1), device, precision)
+        mirrored, mirrored_features = _forward(image_model, batch.flip(-1), device, precision, loaded.temperature)
         probabilities = (probabilities + mirrored) / 2.0
     heat = None
     if cam is not None:
@@ -351,13 +361,14 @@ def _image_model(loaded: "LoadedModel") -> torch.nn.Module:
 
 
 @torch.inference_mode()
-def _forward(model: torch.nn.Module, batch: torch.Tensor, device: torch.device, precision: Precision):
-    """Image probabilities (numpy) and the backbone features behind them (kept for study models)."""
+def _forward(model: torch.nn.Module, batch: torch.Tensor, device: torch.device, precision: Precision,
+             temperature: float = 1.0):
+    """Image probabilities (numpy, under ``temperature``) and the backbone features behind them
+    (kept for study models)."""
     with precision.autocast(device):
         features = model.backbone(batch)
         logits = model.head(features)
-    probabilities = abnormal_probability(logits).cpu().numpy().astype(np.float64)
-    return probabilities, features.float()
+    return calibrated_probabilities(logits, temperature), features.float()
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:

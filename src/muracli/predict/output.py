@@ -11,6 +11,10 @@ JSON (``mura predict --json``) is one object::
       "threshold": 0.5,                        # the checkpoint's threshold
       "decision_threshold": 0.5,               # what a study probability is compared with
                                                #   (the threshold; 0.5, a fraction of views, for vote)
+      "threshold_source": "checkpoint",        # checkpoint | calibration.json (mura evaluate --save)
+      "temperature": 1.0,                      # divides the image log-odds (calibration.json); 1: none
+      "calibration": null,                     # the calibration.json applied: {"file", "temperature_fit",
+                                               #   "operating_point"}, else null
       "class_names": ["normal", "abnormal"],   # label of prediction 0 and 1
       "tta": false,                            # flip test-time augmentation used
       "members": [{"checkpoint": ..., "model": "cnn", "image_size": 320, "fit": "pad",
@@ -72,7 +76,8 @@ DISCLAIMER = (
 
 REPORT_FIELDS = (
     "checkpoint", "model", "image_size", "fit", "aggregate", "threshold", "decision_threshold",
-    "class_names", "tta", "members", "n_studies", "n_predicted", "n_failed", "studies", "disclaimer",
+    "threshold_source", "temperature", "calibration", "class_names", "tta", "members", "n_studies", "n_predicted",
+    "n_failed", "studies", "disclaimer",
 )
 STUDY_FIELDS = ("study", "body_part", "probability", "prediction", "label", "n_images", "images", "skipped", "error")
 IMAGE_FIELDS = ("path", "probability", "cam")
@@ -106,9 +111,23 @@ def report_header(loaded: "LoadedModel", *, tta: bool = False) -> dict[str, Any]
     return {
         **member_header(loaded),
         "decision_threshold": loaded.threshold if loaded.study_model else decision_threshold(loaded.aggregate, loaded.threshold),
+        **calibration_fields(loaded),
         "class_names": list(loaded.class_names),
         "tta": bool(tta),
         "members": [member_header(loaded)],
+    }
+
+
+def calibration_fields(loaded: "LoadedModel") -> dict[str, Any]:
+    """Where the threshold came from, the temperature, and the calibration.json applied (else None)."""
+    calibration = loaded.calibration
+    return {
+        "threshold_source": loaded.threshold_source,
+        "temperature": loaded.temperature,
+        "calibration": None if calibration is None else {
+            "file": calibration.get("path"), "temperature_fit": calibration.get("temperature_fit"),
+            "operating_point": calibration.get("operating_point") if calibration.get("threshold") is not None else None,
+        },
     }
 
 

@@ -97,6 +97,12 @@ class LoadedModel:
     model_name: str
     study_model: dict[str, Any] | None
     checkpoint: dict[str, Any]
+    #: Divides the abnormal log-odds before the softmax (``runtime.calibration``); 1: none.
+    temperature: float = 1.0
+    #: The calibration.json applied (``runtime.calibration.apply_calibration``), else None.
+    calibration: dict[str, Any] | None = None
+    #: Where ``threshold`` comes from: ``checkpoint`` or ``calibration.json``.
+    threshold_source: str = "checkpoint"
 
 
 def resolve_checkpoint(target: Path | str | None = None) -> Path:

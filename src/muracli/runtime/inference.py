@@ -9,7 +9,7 @@ import torch
 
 from muracli.batches.augment import prepare_batch
 from muracli.batches.datasets import study_batches
-from muracli.models.classifier import abnormal_probability
+from muracli.models.classifier import abnormal_log_odds, abnormal_probability
 from muracli.progress import ProgressFn
 from muracli.runtime.devices import Precision
 from muracli.runtime.distributed import World, gather_objects
@@ -31,54 +31,62 @@ def image_probabilities(
     world: World = World(),
     progress: ProgressFn | None = None,
     task: str = "validate",
+    log_odds: bool = False,
 ) -> pd.DataFrame:
     """One row per image of ``split`` (index order): path, study, body_part, label,
-    view and ``probability`` of abnormality (softmax of the two logits)."""
+    view and ``probability`` of abnormality (softmax of the two logits); with
+    ``log_odds``, also ``log_odds`` (``z1 - z0``, what temperature scaling divides)."""
     batches = (
         ((prepare_batch(x, device=device, mean=mean, std=std, channels_last=channels_last),), index)
         for x, index in study_batches(split, max_images=max_images, rank=world.rank, world=world.size)
     )
-    rows, probability = _scores(model, batches, len(split.index), device=device, precision=precision, world=world,
-                                progress=progress, task=task)
+    rows, probability, odds = _scores(model, batches, len(split.index), device=device, precision=precision,
+                                      world=world, progress=progress, task=task)
     table = split.index.iloc[rows][IMAGE_COLUMNS].reset_index(drop=True)
     table["probability"] = probability
+    if log_odds:
+        table["log_odds"] = odds
     return table
 
 
 def _scores(model, batches, total: int, *, device, precision: Precision, world: World,
-            progress: ProgressFn | None, task: str) -> tuple[np.ndarray, np.ndarray]:
+            progress: ProgressFn | None, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run ``model(*inputs)`` in eval mode over ``batches`` of ``(inputs, positions)``;
-    every rank's positions (each once, sorted) and their probability of abnormality."""
+    every rank's positions (each once, sorted), their probability of abnormality and its log-odds."""
     was_training = model.training
     model.eval()
     positions: list[np.ndarray] = []
     probabilities: list[np.ndarray] = []
+    odds: list[np.ndarray] = []
     done = 0
     try:
         with precision.autocast(device):
             for inputs, index in batches:
                 logits = model(*inputs)
                 probabilities.append(abnormal_probability(logits).cpu().numpy())
+                odds.append(abnormal_log_odds(logits).cpu().numpy())
                 positions.append(np.asarray(index))
                 done += len(index)
                 if progress is not None:
                     progress(task, min(done * world.size, total), total)
     finally:
         model.train(was_training)
-    return _gather(positions, probabilities, world)
+    return _gather(positions, probabilities, odds, world)
 
 
-def _gather(positions: list[np.ndarray], probabilities: list[np.ndarray], world: World) -> tuple[np.ndarray, np.ndarray]:
-    """Every rank's (position, probability) pairs, each position once, sorted by position."""
+def _gather(positions: list[np.ndarray], probabilities: list[np.ndarray], odds: list[np.ndarray],
+            world: World) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every rank's (position, probability, log-odds), each position once, sorted by position."""
     local = (
         np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64),
         np.concatenate(probabilities) if probabilities else np.zeros(0, dtype=np.float32),
+        np.concatenate(odds) if odds else np.zeros(0, dtype=np.float32),
     )
     gathered = gather_objects(local, world)
     all_positions = np.concatenate([g[0] for g in gathered])
-    all_probs = np.concatenate([g[1] for g in gathered])
     unique, first = np.unique(all_positions, return_index=True)
-    return unique, all_probs[first].astype(np.float64)
+    all_probs, all_odds = (np.concatenate([g[k] for g in gathered])[first].astype(np.float64) for k in (1, 2))
+    return unique, all_probs, all_odds
 
 
 def image_losses(table: pd.DataFrame) -> np.ndarray:
@@ -102,9 +110,10 @@ def study_probabilities(
     world: World = World(),
     progress: ProgressFn | None = None,
     task: str = "validate",
+    log_odds: bool = False,
 ) -> pd.DataFrame:
     """One row per study of ``split`` from a study model (all views at once):
-    study, body_part, label, probability, n_images."""
+    study, body_part, label, probability, n_images (and ``log_odds`` when asked)."""
     from muracli.batches.datasets import StudyDataset, padded_study_batches
 
     dataset = StudyDataset(split)
@@ -112,11 +121,13 @@ def study_probabilities(
         (study_inputs(x, mask, device=device, mean=mean, std=std, channels_last=channels_last), index)
         for x, mask, index in padded_study_batches(dataset, max_images=max_images, rank=world.rank, world=world.size)
     )
-    unique, probability = _scores(model, batches, len(dataset.studies), device=device, precision=precision,
-                                  world=world, progress=progress, task=task)
+    unique, probability, odds = _scores(model, batches, len(dataset.studies), device=device, precision=precision,
+                                        world=world, progress=progress, task=task)
     table = dataset.studies.iloc[unique][["study", "body_part", "label", "n_images"]].reset_index(drop=True)
     table["probability"] = probability
-    return table[["study", "body_part", "label", "probability", "n_images"]]
+    if log_odds:
+        table["log_odds"] = odds
+    return table[["study", "body_part", "label", "probability", "n_images", *(["log_odds"] if log_odds else [])]]
 
 
 def study_inputs(x, mask, *, device, mean, std, augment=None, generator=None, channels_last=False):
