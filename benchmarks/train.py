@@ -242,7 +242,17 @@ class MuraLoop:
         self.optimizer = build_optimizer(model.parameters(), config)
         self.schedule = Schedule(self.optimizer, config, self.data.steps_per_epoch)
         self.scaler = self.precision.scaler(device)
-        self.loss_fn = nn.CrossEntropyLoss(weight=self.data.class_weights.to(device) if config.class_weights else None)
+        from muracli.batches.mix import BatchMix
+        from muracli.training.loss import TrainLoss
+        from muracli.training.window import StepWindow
+
+        weights = self.data.class_weights if config.class_weights else None
+        self.loss_fn = TrainLoss(weights.to(device) if weights is not None else None, config.label_smoothing)
+        window = StepWindow(
+            model=model, raw=model, optimizer=self.optimizer, scaler=self.scaler, loss_fn=self.loss_fn,
+            autocast=lambda: self.precision.autocast(device), class_weights=weights, clip_grad=config.clip_grad,
+            ema=None,
+        )
         self.augment = config.augmentation()
         self.augment_rng = torch.Generator().manual_seed(config.seed * 1000)
         self.world = World()
@@ -253,6 +263,8 @@ class MuraLoop:
             config=config, world=self.world, device=device, precision=self.precision, channels_last=channels_last,
             data=self.data, spec=spec, model=model, trained=model, optimizer=self.optimizer, schedule=self.schedule,
             scaler=self.scaler, loss_fn=self.loss_fn, augment=self.augment, augment_rng=self.augment_rng,
+            mix=BatchMix(0.0, 0.0, torch.Generator().manual_seed(config.seed)), window=window,
+            steps_per_epoch=self.data.steps_per_epoch, ema=None,
         )
 
     def run(self, steps: int | None = None, seconds: float | None = None) -> tuple[int, float, int]:
