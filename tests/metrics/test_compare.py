@@ -117,3 +117,42 @@ def test_a_run_without_epochs_yet_is_a_row(tmp_path):
     (folder / "metrics.csv").unlink()
     row = read_run(folder)
     assert row.epochs_run == 0 and row.best_kappa is None and row.train_seconds is None
+
+
+SELECT_HEADER = "epoch,train_loss,valid_loss,valid_kappa,valid_auc,select_loss,select_kappa,select_auc,lr,seconds\n"
+
+
+def test_a_run_chosen_on_train_reports_valid_at_the_epoch_select_chose(tmp_path):
+    folder = write_run(tmp_path / "sel", kappas=[0.1], select_on="train:0.1")
+    # valid peaks at epoch 1, the held-out part of train at epoch 2: best.pt holds epoch 2
+    (folder / "metrics.csv").write_text(SELECT_HEADER + "1,0.5,0.5,0.6,0.8,0.5,0.3,0.7,0.001,1\n"
+                                        "2,0.4,0.5,0.4,0.75,0.4,0.5,0.8,0.001,1\n")
+    row = read_run(folder)
+    assert row.selected_on == "train:0.1" and row.best_epoch == 2
+    assert (row.best_kappa, row.best_auc, row.chosen_kappa) == (0.4, 0.75, 0.5)
+    plain = read_run(write_run(tmp_path / "plain", kappas=[0.2, 0.4]))
+    assert plain.selected_on == "valid" and plain.chosen_kappa == plain.best_kappa == 0.4
+
+
+def test_an_ema_run_reports_the_weights_best_pt_holds(tmp_path):
+    folder = write_run(tmp_path / "ema", kappas=[0.1], ema=0.99)
+    header = "epoch,valid_kappa,valid_auc,ema_valid_kappa,ema_valid_auc,seconds\n"
+    (folder / "metrics.csv").write_text(header + "1,0.3,0.7,0.35,0.72,1\n2,0.4,0.8,0.38,0.79,1\n3,0.2,0.6,0.45,0.85,1\n")
+    row = read_run(folder)
+    assert (row.best_epoch, row.best_kappa, row.best_auc, row.best_weights) == (3, 0.45, 0.85, "ema")
+
+
+def test_seeds_fold_into_mean_and_sd(tmp_path):
+    from muracli.metrics.compare import fold_runs, varying_fields
+
+    runs = [read_run(write_run(tmp_path / f"cnn-seed{seed}", kappas=[k], seed=seed, out=f"runs/cnn-seed{seed}",
+                               device=device))
+            for seed, k, device in ((1, 0.5, "cpu"), (2, 0.6, "cuda"), (3, 0.7, "cpu"))]
+    other = read_run(write_run(tmp_path / "big", kappas=[0.2], seed=1, image_size=128))
+    groups = fold_runs(runs + [other], ignore={"device"})
+    assert [g.n for g in groups] == [3, 1] and groups[0].name == "cnn" and groups[0].seeds == [1, 2, 3]
+    assert groups[0].kappa == pytest.approx(0.6) and groups[0].kappa_sd == pytest.approx(0.1)
+    assert groups[0].auc == pytest.approx(0.8) and groups[0].auc_sd == pytest.approx(0.05)
+    assert groups[1].kappa == 0.2 and groups[1].kappa_sd is None
+    assert len(fold_runs(runs)) == 2  # device is a difference unless ignored
+    assert varying_fields(groups, ignore={"device"}) == ["image_size"]

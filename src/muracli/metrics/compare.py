@@ -1,10 +1,16 @@
 """Many run directories as rows of one table: the experiment tables of a thesis.
 
 Each row comes from a run's ``config.json`` (the options it was trained
-with) and ``metrics.csv`` (one row per epoch): the epoch with the best valid
-kappa - the one ``best.pt`` holds - gives the row's kappa and AUC, and the
-training time is the sum of the epochs' seconds. Standard library only: no
-model, tensor or data frame is loaded, so comparing a hundred runs is
+with) and ``metrics.csv`` (one row per epoch): the epoch that ``best.pt``
+holds - the best kappa on the split that chose the checkpoint (valid, or the
+held-out part of train of ``--select-on train:FRACTION``), with the EMA
+weights when they scored better there - gives the row's valid kappa and AUC,
+and the training time is the sum of the epochs' seconds.
+
+``fold_runs`` folds runs that differ only in their seed (and in options that
+change how a run executes, not what it learns) into one configuration with
+the mean and standard deviation of its kappa and AUC. Standard library only:
+no model, tensor or data frame is loaded, so comparing a hundred runs is
 instant.
 """
 
@@ -12,8 +18,10 @@ from __future__ import annotations
 
 import csv
 import glob
+import json
 import math
 import os
+import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -52,9 +60,15 @@ class RunSummary:
     best_auc: float | None
     train_seconds: float | None
     device: str | None
+    selected_on: str = "valid"  # the split that chose best.pt: valid or train:FRACTION
+    chosen_kappa: float | None = None  # that split's kappa at the best epoch (= best_kappa when valid chose)
+    best_weights: str | None = None  # raw or ema: the weights best.pt holds
+    config: dict[str, Any] = field(default_factory=dict, repr=False)  # config.json's training options
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        row = asdict(self)
+        del row["config"]
+        return row
 
 
 @dataclass
@@ -79,6 +93,28 @@ class Comparison:
                 "pass run directories written by `mura train` (or a folder that holds them, e.g. runs/)",
             )
         return self
+
+    def include(self, run: RunSummary) -> RunSummary:
+        """``run`` as a row of this comparison: the row of the same folder, else ``run`` appended."""
+        for row in self.runs:
+            if Path(row.path).resolve() == Path(run.path).resolve():
+                return row
+        self.runs.append(run)
+        return run
+
+
+def read_baseline(path: str | Path) -> RunSummary:
+    """The baseline run of ``--against``: a run directory with a best.pt, else a ``DataError``."""
+    path = Path(path)
+    hint = "pass a run directory written by `mura train` (with config.json, metrics.csv and best.pt)"
+    if not path.is_dir():
+        raise DataError(f"--against {path}: {'no such folder' if not path.exists() else 'not a folder'}", hint)
+    if not (path / "best.pt").is_file() or not (path / "config.json").is_file():
+        raise DataError(f"--against {path} is not a run (no config.json or best.pt)", hint)
+    try:
+        return read_run(path)
+    except DataError as exc:
+        raise DataError(f"--against {path}: {exc.message}", hint) from exc
 
 
 def compare_runs(paths: Iterable[str | Path], *, sort: str = "kappa") -> Comparison:
@@ -159,8 +195,6 @@ def read_run(path: str | Path) -> RunSummary:
     config_path = path / "config.json"
     if not config_path.is_file():
         raise DataError("no config.json")
-    import json
-
     try:
         record = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -169,12 +203,9 @@ def read_run(path: str | Path) -> RunSummary:
     if not isinstance(config, dict):
         raise DataError("config.json has no training config (not written by `mura train`?)")
     epochs = _read_epochs(path / "metrics.csv")
-
-    best = None
-    for row in epochs:  # first epoch with the highest kappa, as best.pt keeps it
-        kappa = row.get("valid_kappa")
-        if kappa is not None and (best is None or kappa > best["valid_kappa"]):
-            best = row
+    selected_on = str(config.get("select_on") or "valid")
+    chooser = "valid" if selected_on == "valid" else "select"
+    best, best_weights = best_epoch(epochs, chooser)
     seconds = [row["seconds"] for row in epochs if row.get("seconds") is not None]
     device = record.get("device") if isinstance(record.get("device"), dict) else {}
     weights = config.get("weights")
@@ -202,7 +233,39 @@ def read_run(path: str | Path) -> RunSummary:
         best_auc=best.get("valid_auc") if best else None,
         train_seconds=sum(seconds) if seconds else None,
         device=_str(device.get("type")),
+        selected_on=selected_on,
+        chosen_kappa=best.get(f"{chooser}_kappa") if best else None,
+        best_weights=best_weights,
+        config=config,
     )
+
+
+def best_epoch(epochs: list[dict[str, Any]], chooser: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The epoch row ``best.pt`` holds, as training chose it, and its weights (``raw`` or ``ema``).
+
+    The best epoch is the first of highest ``<chooser>_kappa`` (``valid``, or ``select`` for a run
+    chosen on a held-out part of train); an undefined kappa counts as -1. With EMA, an epoch's
+    kappa is the better of the raw and the EMA weights' on the choosing split (a tie keeps raw),
+    and the row's valid metrics are those of the same weights. Epochs without the chooser's
+    column are passed over; ``(None, None)`` when none has it.
+    """
+    column = f"{chooser}_kappa"
+    best, best_score, best_weights = None, -math.inf, None
+    for row in epochs:
+        if column not in row:
+            continue
+        weights, chosen = "raw", row
+        if _score(row.get(f"ema_{column}")) > _score(row.get(column)) and f"ema_{column}" in row:
+            weights = "ema"
+            chosen = {**row, **{f"{split}_{metric}": row.get(f"ema_{split}_{metric}")
+                                for split in {chooser, "valid"} for metric in ("kappa", "auc")}}
+        if _score(chosen.get(column)) > best_score:
+            best, best_score, best_weights = chosen, _score(chosen.get(column)), weights
+    return best, best_weights
+
+
+def _score(kappa: float | None) -> float:
+    return -1.0 if kappa is None else kappa
 
 
 def _read_epochs(path: Path) -> list[dict[str, Any]]:
@@ -218,7 +281,7 @@ def _read_epochs(path: Path) -> list[dict[str, Any]]:
         raise DataError("metrics.csv has no epoch column")
     epochs = []
     for number, row in enumerate(rows, start=2):
-        parsed = {key: _number(value) for key, value in row.items() if key is not None}
+        parsed = {key: _number(value) for key, value in row.items() if key is not None and value is not None}
         if not isinstance(parsed.get("epoch"), float) or not parsed["epoch"].is_integer():
             raise DataError(f"metrics.csv line {number} has no valid epoch number")
         epochs.append(parsed)
@@ -258,21 +321,180 @@ def _str(value: Any) -> str | None:
 
 def sort_runs(runs: list[RunSummary], key: str = "kappa") -> list[RunSummary]:
     """Runs sorted by ``key``; runs without the value come last, ties by name."""
+    values = {"kappa": lambda r: r.best_kappa, "auc": lambda r: r.best_auc, "time": lambda r: r.train_seconds,
+              "image_size": lambda r: r.image_size}
+    return _ordered(runs, key, values, lambda r: (r.run, r.path))
+
+
+def sort_groups(groups: list["RunGroup"], key: str = "kappa") -> list["RunGroup"]:
+    """Configurations sorted by ``key`` as ``sort_runs`` sorts runs: by mean kappa, AUC and time."""
+    values = {"kappa": lambda g: g.kappa, "auc": lambda g: g.auc,
+              "time": lambda g: mean_sd(r.train_seconds for r in g.runs)[0], "image_size": lambda g: g.first.image_size}
+    return _ordered(groups, key, values, lambda g: (g.name, g.first.path))
+
+
+def _ordered(items: list, key: str, values: dict, name) -> list:
+    """``items`` by ``values[key]`` (kappa and auc best first, the others smallest first; missing
+    values last, ties by ``name``), or by ``name`` alone for ``key="name"``."""
     if key not in SORT_KEYS:
         raise DataError(f"unknown sort key {key!r}", f"choose one of: {', '.join(SORT_KEYS)}")
     if key == "name":
-        return sorted(runs, key=lambda r: (r.run, r.path))
-    value, descending = {
-        "kappa": (lambda r: r.best_kappa, True),
-        "auc": (lambda r: r.best_auc, True),
-        "time": (lambda r: r.train_seconds, False),
-        "image_size": (lambda r: r.image_size, False),
-    }[key]
+        return sorted(items, key=name)
+    value, descending = values[key], key in ("kappa", "auc")
 
-    def order(run: RunSummary):
-        v = value(run)
+    def order(item):
+        v = value(item)
         if v is None:
-            return (1, 0.0, run.run, run.path)
-        return (0, -v if descending else v, run.run, run.path)
+            return (1, 0.0, *name(item))
+        return (0, -v if descending else v, *name(item))
 
-    return sorted(runs, key=order)
+    return sorted(items, key=order)
+
+
+#: Fields of config.json that never make two runs different configurations, besides the ones a caller
+#: adds (``mura compare`` adds the training options that change how a run executes, not what it learns).
+SEED_FIELDS = frozenset({"seed", "out"})
+
+
+@dataclass
+class RunGroup:
+    """Runs of one configuration (equal configs but for the seed): one row of the folded table.
+
+    ``kappa``/``auc`` are the mean over the runs of their valid kappa/AUC at the best epoch,
+    ``kappa_sd``/``auc_sd`` the sample standard deviation (None for a single run)."""
+
+    name: str
+    runs: list[RunSummary]
+    kappa: float | None
+    kappa_sd: float | None
+    auc: float | None
+    auc_sd: float | None
+
+    @property
+    def first(self) -> RunSummary:
+        return self.runs[0]
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def seeds(self) -> list[int | None]:
+        return [run.seed for run in self.runs]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "n": self.n, "seeds": self.seeds, "runs": [run.run for run in self.runs],
+                "kappa_mean": self.kappa, "kappa_sd": self.kappa_sd, "auc_mean": self.auc, "auc_sd": self.auc_sd}
+
+
+def configuration_key(run: RunSummary, ignore: Iterable[str] = ()) -> str:
+    """What makes ``run`` its configuration: its config without the seed, ``out`` and ``ignore``."""
+    skip = SEED_FIELDS | set(ignore)
+    return json.dumps({k: v for k, v in run.config.items() if k not in skip}, sort_keys=True, default=str)
+
+
+def fold_runs(runs: list[RunSummary], ignore: Iterable[str] = ()) -> list[RunGroup]:
+    """``runs`` grouped by ``configuration_key``, in the order each configuration first appears."""
+    groups: dict[str, list[RunSummary]] = {}
+    for run in runs:
+        groups.setdefault(configuration_key(run, ignore), []).append(run)
+    return [group_of(members) for members in groups.values()]
+
+
+def group_of(runs: list[RunSummary]) -> RunGroup:
+    """One configuration's row: the mean and sd over ``runs`` of their kappa and AUC."""
+    kappa, kappa_sd = mean_sd([run.best_kappa for run in runs])
+    auc, auc_sd = mean_sd([run.best_auc for run in runs])
+    return RunGroup(name=_common_name([run.run for run in runs]), runs=list(runs), kappa=kappa, kappa_sd=kappa_sd,
+                    auc=auc, auc_sd=auc_sd)
+
+
+def mean_sd(values: Iterable[float | None]) -> tuple[float | None, float | None]:
+    """The mean and sample standard deviation of the defined ``values``; sd is None below two."""
+    defined = [v for v in values if v is not None]
+    if not defined:
+        return None, None
+    return statistics.fmean(defined), statistics.stdev(defined) if len(defined) > 1 else None
+
+
+def _common_name(names: list[str]) -> str:
+    """``cnn-s1``, ``cnn-s2`` -> ``cnn``: the names' common start without trailing separators."""
+    if len(names) == 1:
+        return names[0]
+    prefix = os.path.commonprefix(names).rstrip("-_. ")
+    if prefix.lower().endswith(("seed", "-s", "_s")):
+        prefix = prefix[: -4 if prefix.lower().endswith("seed") else -2].rstrip("-_. ")
+    return prefix or names[0]
+
+
+def varying_fields(groups: list[RunGroup], ignore: Iterable[str] = ()) -> list[str]:
+    """The training options whose value differs between configurations (besides ``ignore``)."""
+    skip = SEED_FIELDS | set(ignore)
+    keys = sorted({key for group in groups for key in group.first.config} - skip)
+    return [key for key in keys
+            if len({json.dumps(g.first.config.get(key), sort_keys=True, default=str) for g in groups}) > 1]
+
+
+@dataclass
+class SweepPoint:
+    """One configuration in the sweep plot: its axis value, mean kappa and error bar below/above."""
+
+    x: Any
+    kappa: float
+    below: float
+    above: float
+    n: int
+
+
+def sweep_axis(groups: list[RunGroup], axis: str | None = None, ignore: Iterable[str] = ()) -> str:
+    """The option to plot kappa against: ``axis`` when it varies among ``groups``, else the one option
+    besides ``model`` that varies; ``ConfigError`` when none (or, without ``axis``, several) vary."""
+    from muracli.errors import ConfigError
+
+    varying = [key for key in varying_fields(groups, ignore) if key != "model"]
+    if axis is not None:
+        known = {key for group in groups for key in group.first.config}
+        if axis not in known:
+            raise ConfigError(f"--axis {axis}: no run has that option",
+                              f"choose one of the options that vary: {', '.join(varying) or 'none'}")
+        if axis not in varying:
+            raise ConfigError(f"--axis {axis}: every run has the same {axis}",
+                              f"choose one of the options that vary: {', '.join(varying) or 'none'}")
+        return axis
+    if not varying:
+        raise ConfigError("--plot: no option varies among the runs, so there is no axis to plot kappa against",
+                          "compare runs of a sweep (e.g. several --image-size), or leave --plot out")
+    if len(varying) > 1:
+        raise ConfigError(f"--plot: several options vary among the runs ({', '.join(varying)})",
+                          "choose the one to plot against with --axis NAME")
+    return varying[0]
+
+
+def sweep_series(
+    groups: list[RunGroup], axis: str, *, intervals: dict[str, tuple[float, float, float]] | None = None,
+    ignore: Iterable[str] = (),
+) -> dict[str, list[SweepPoint]]:
+    """Kappa against ``axis``: one series per model (and per value of any other option that varies),
+    points sorted by the axis value. Error bars: the sd over a configuration's seeds, or for a
+    single run its bootstrap interval ``intervals[path] = (kappa, low, high)`` when given (the
+    point is then that evaluation's kappa), else none."""
+    others = [key for key in varying_fields(groups, ignore) if key not in (axis, "model")]
+    series: dict[str, list[SweepPoint]] = {}
+    for group in groups:
+        config = group.first.config
+        label = ", ".join([str(config.get("model", group.first.model))]
+                          + [f"{key}={config.get(key)}" for key in others])
+        interval = (intervals or {}).get(group.first.path) if group.n == 1 else None
+        if interval is not None:
+            kappa, low, high = interval
+            point = SweepPoint(config.get(axis), kappa, max(kappa - low, 0.0), max(high - kappa, 0.0), group.n)
+        elif group.kappa is not None:
+            sd = group.kappa_sd or 0.0
+            point = SweepPoint(config.get(axis), group.kappa, sd, sd, group.n)
+        else:
+            continue
+        series.setdefault(label, []).append(point)
+    for points in series.values():
+        points.sort(key=lambda p: (not isinstance(p.x, (int, float)), p.x if isinstance(p.x, (int, float)) else 0,
+                                   str(p.x)))
+    return series
