@@ -241,3 +241,38 @@ def curves_png(history: Iterable[dict], path: str | Path, *, title: str | None =
         figure.suptitle(title)
     figure.tight_layout()
     return _save(figure, path)
+
+
+SWEEP_SIZE = (800, 500)
+
+
+def sweep_figure(series: dict[str, list[Any]], axis: str, *, title: str | None = None):
+    """Valid kappa against ``axis``: one line per entry of ``series`` (``compare.sweep_series``:
+    points with ``x``, ``kappa``, ``below``, ``above``), with error bars. A non-numeric axis
+    is drawn as categories in order of first appearance. Returns the matplotlib Figure."""
+    values = [p.x for points in series.values() for p in points]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    categories = list(dict.fromkeys(str(v) for v in values))
+    figure = _figure(SWEEP_SIZE)
+    axes = figure.add_subplot()
+    for label, points in series.items():
+        xs = [p.x if numeric else categories.index(str(p.x)) for p in points]
+        axes.errorbar(xs, [p.kappa for p in points], yerr=[[p.below for p in points], [p.above for p in points]],
+                      marker="o", capsize=4, linewidth=1.5, label=label)
+    if not numeric:
+        axes.set_xticks(range(len(categories)), categories)
+    elif values and all(isinstance(v, int) for v in values):
+        axes.set_xticks(sorted(set(values)))
+    axes.set_xlabel(axis)
+    axes.set_ylabel("valid kappa (study level)")
+    axes.set_title(title or f"Kappa against {axis} (error bars: sd over seeds, or 95% bootstrap with one seed)",
+                   fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def sweep_png(series: dict[str, list[Any]], axis: str, path: str | Path, *, title: str | None = None) -> Path:
+    """``sweep_figure`` written to ``path`` as a PNG."""
+    return _save(sweep_figure(series, axis, title=title), path)
