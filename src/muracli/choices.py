@@ -40,6 +40,8 @@ DIFFICULTIES = ("easy", "normal", "hard")
 METRICS = ("kappa", "auc", "accuracy", "f1", "sensitivity", "specificity")
 #: ``mura compare --sort``: kappa and auc best first, name alphabetical, time and image size smallest first.
 SORT_KEYS = ("kappa", "auc", "name", "time", "image_size")
+#: ``mura compare --format``: a Rich table on the terminal, or text to paste into a thesis.
+COMPARE_FORMATS = ("table", "markdown", "latex", "csv")
 
 
 def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:

@@ -1,29 +1,38 @@
-"""`mura compare`: many runs side by side, one row each."""
+"""`mura compare`: many runs side by side - the results table of a thesis."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
 
 from muracli.cli import console
-from muracli.cli.options import SortKey, examples
+from muracli.cli.options import CompareFormat, DataOption, ManifestOption, SortKey, examples
 
 if TYPE_CHECKING:
-    from muracli.metrics.compare import RunSummary
+    from muracli.metrics.table import Table
 
 EXAMPLES = examples(
     """
-  # every run under runs/, best valid kappa first
+  # every run under runs/, seeds of one configuration folded into mean ± sd
   mura compare runs/
 
-  # the image-size experiment, smallest images first
-  mura compare runs/cnn-size-* --sort image_size
+  # each run on its own row, smallest images first
+  mura compare runs/cnn-size-* --per-run --sort image_size
 
-  # as JSON for a notebook or a LaTeX table
-  mura compare runs/ --json
+  # every run against a baseline: paired bootstrap of Δkappa and ΔAUC on valid studies
+  mura compare runs/ --against runs/cnn-base --bootstrap 1000
+
+  # the same data from a manifest of your own images
+  mura compare runs/ --against runs/cnn-base --manifest mine/manifest.csv
+
+  # the table for the thesis, and kappa against the swept option
+  mura compare runs/ --format latex --plot kappa.png
+
+  # kappa per body part, as JSON for a notebook
+  mura compare runs/ --by-body-part --json
 """
 )
 
@@ -38,76 +47,138 @@ def compare(
         typer.Argument(metavar="RUN_DIR", help="Run directories written by `mura train`, or folders that hold them.", show_default=False),
     ],
     sort: Annotated[SortKey, typer.Option("--sort", help="kappa and auc: best first; name; time and image_size: smallest first.")] = SortKey.kappa,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the rows (and skipped folders) as JSON.")] = False,
+    output_format: Annotated[CompareFormat, typer.Option("--format", help="table: for the terminal; markdown, latex (a tabular) or csv: to paste into a report.")] = CompareFormat.table,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the runs, configurations (and skipped folders) as JSON.")] = False,
+    per_run: Annotated[bool, typer.Option("--per-run", help="One row per run instead of one per configuration (runs that differ only in --seed fold into mean ± sd).")] = False,
+    against: Annotated[Optional[Path], typer.Option("--against", metavar="RUN", help="A baseline run: every run gets Δkappa and ΔAUC (run - baseline) on valid studies with 95% paired bootstrap intervals. Evaluates each run's best.pt.", show_default=False)] = None,
+    data: DataOption = None,
+    manifest: ManifestOption = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=1, help="Resamples of studies for the paired intervals (and single-seed error bars of --plot).")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resamples.")] = 0,
+    by_body_part: Annotated[bool, typer.Option("--by-body-part", help="A valid kappa column per body part (evaluates each run's best.pt).")] = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE.png", help="Plot valid kappa against the swept option, one line per model, with error bars.", show_default=False)] = None,
+    axis: Annotated[Optional[str], typer.Option("--axis", metavar="NAME", help="The option --plot puts on the x axis (a config.json field, e.g. image_size). Default: the one that varies.", show_default=False)] = None,
 ) -> None:
-    """Compare runs: model, image size, regularisation, epochs, time, best valid kappa and AUC."""
-    from muracli.metrics.compare import compare_runs
+    """Compare runs: the options they differ in, best valid kappa and AUC (folded over seeds), and
+    with --against, paired differences to a baseline."""
+    from muracli.data.dataset import check_one_source
+    from muracli.errors import ConfigError
+    from muracli.metrics import compare as core
+    from muracli.metrics.table import WRITERS, results_table
+    from muracli.training.config import EXECUTION_FIELDS
 
-    comparison = compare_runs(runs, sort=sort.value)
+    check_one_source(data, manifest)
+    if axis is not None and plot is None:
+        raise ConfigError("--axis chooses the x axis of --plot", "add --plot FILE.png, or leave --axis out")
+    baseline = core.read_baseline(against) if against is not None else None
+    comparison = core.compare_runs(runs, sort=sort.value)
     for skipped in comparison.skipped:
         console.warn(f"skipping {skipped.path}: {skipped.reason}")
     comparison.require_runs()
+    if baseline is not None:
+        baseline = comparison.include(baseline)
+    folded = not per_run and against is None
+    if against is not None and not per_run:
+        console.info("--against compares runs one by one: one row per run")
+    groups = core.fold_runs(comparison.runs, EXECUTION_FIELDS) if folded else [core.group_of([r]) for r in comparison.runs]
+    groups = core.sort_groups(groups, sort.value)
+    plot_axis = core.sweep_axis(groups, axis, EXECUTION_FIELDS) if plot is not None else None
+
+    to_score = [r.path for r in comparison.runs] if against is not None or by_body_part else []
+    if plot is not None:  # single-run configurations get bootstrap error bars
+        to_score += [g.first.path for g in groups if g.n == 1 and g.first.path not in to_score]
+    if not to_score and (data is not None or manifest is not None):
+        console.warn("--data/--manifest unused: only --against, --by-body-part and --plot evaluate runs")
+    scores = _scores(to_score, data=data, manifest=manifest)
+
+    deltas = None
+    if baseline is not None:
+        from muracli.evaluation.compare import against_baseline
+
+        deltas = against_baseline(baseline.path, scores, n=bootstrap, seed=seed)
+    body_parts = {path: s.body_part_kappas() for path, s in scores.items()} if by_body_part else None
+    if plot is not None:
+        _plot(groups, plot_axis, plot, scores, bootstrap=bootstrap, seed=seed, ignore=EXECUTION_FIELDS)
+
     if json_output:
-        console.print_json(comparison.to_dict())
+        console.print_json(_json(comparison, groups, folded=folded, baseline=baseline, deltas=deltas,
+                                 body_parts=body_parts, bootstrap=bootstrap, seed=seed))
         return
+    table = results_table(groups, folded=folded, body_parts=body_parts, deltas=deltas)
+    if output_format.value == "table":
+        console.print_whole(_rich(table))
+        if baseline is not None:
+            console.info(f"Δ: run - {baseline.run} on the same valid studies; 95% paired bootstrap over studies "
+                         f"({bootstrap} resamples, seed {seed})")
+    else:
+        typer.echo(WRITERS[output_format.value](table), nl=False)
 
-    console.print_whole(_table(comparison.runs))
+
+def _scores(paths: list[str], *, data, manifest) -> dict[str, Any]:
+    if not paths:
+        return {}
+    from muracli.evaluation.compare import valid_studies
+
+    with console.RichProgress() as progress:
+        scores = valid_studies(paths, data=data, manifest=manifest, progress=progress)
+    for score in scores.values():
+        for note in score.notes:
+            console.warn(f"{Path(score.path).name}: {note}")
+    return scores
 
 
-COLUMNS = [
-    ("run", "left"), ("model", "left"), ("pretrained", "left"), ("size", "right"), ("augment", "left"),
-    ("dropout", "right"), ("weight decay", "right"), ("optimizer", "left"), ("lr", "right"),
-    ("epochs", "right"), ("best epoch", "right"), ("kappa", "right"), ("AUC", "right"), ("time", "right"),
-]
+def _plot(groups, axis: str, path: Path, scores: dict[str, Any], *, bootstrap: int, seed: int, ignore) -> None:
+    from muracli.metrics.bootstrap import bootstrap_intervals
+    from muracli.metrics.binary import binary_metrics
+    from muracli.metrics.compare import sweep_series
+    from muracli.metrics.plots import sweep_png
+
+    intervals = {}
+    for group in groups:
+        score = scores.get(group.first.path)
+        if group.n != 1 or score is None:
+            continue
+        studies = score.studies
+        options = dict(predictions=studies["prediction"])
+        kappa = binary_metrics(studies["label"], studies["probability"], score.threshold, **options)["kappa"]
+        ci = bootstrap_intervals(studies["label"], studies["probability"], score.threshold, n=bootstrap, seed=seed,
+                                 **options)["kappa"]
+        if kappa is not None and ci is not None:
+            intervals[group.first.path] = (kappa, *ci)
+    written = sweep_png(sweep_series(groups, axis, intervals=intervals, ignore=ignore), axis, path)
+    console.info(f"wrote {written}")
 
 
-def _table(runs: list["RunSummary"]):
+def _json(comparison, groups, *, folded: bool, baseline, deltas, body_parts, bootstrap: int, seed: int) -> dict:
+    runs = []
+    for run in comparison.runs:
+        row = run.to_dict()
+        if body_parts is not None:
+            row["body_part_kappa"] = body_parts.get(run.path)
+        if deltas is not None:
+            delta = deltas.get(run.path)
+            row["against"] = None if delta is None else {
+                metric: None if value is None else {"delta": value[0], "low": value[1], "high": value[2]}
+                for metric, value in delta.items()
+            }
+        runs.append(row)
+    result: dict[str, Any] = {"runs": runs}
+    if folded:
+        result["configurations"] = [group.to_dict() for group in groups]
+    if baseline is not None:
+        result["baseline"] = {"run": baseline.run, "path": baseline.path, "split": "valid", "level": 0.95,
+                              "bootstrap": bootstrap, "seed": seed, "method": "paired percentile bootstrap over studies"}
+    result["skipped"] = comparison.to_dict()["skipped"]
+    return result
+
+
+def _rich(table: "Table"):
     from rich import box
-    from rich.table import Table
+    from rich.table import Table as RichTable
 
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
-    for name, justify in COLUMNS:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for run in runs:
-        table.add_row(*(escape(cell) for cell in _cells(run)))
-    return table
-
-
-def _cells(run: "RunSummary") -> list[str]:
-    return [
-        run.run,
-        run.model,
-        run.pretrained,
-        _text(run.image_size),
-        _text(run.augment),
-        _text(run.dropout, "g"),
-        _text(run.weight_decay, "g"),
-        _text(run.optimizer),
-        _text(run.lr, "g"),
-        f"{run.epochs_run}" + (f"/{run.epochs_planned}" if run.epochs_planned and run.epochs_planned != run.epochs_run else ""),
-        _text(run.best_epoch),
-        _text(run.best_kappa, ".3f"),
-        _text(run.best_auc, ".3f"),
-        duration(run.train_seconds),
-    ]
-
-
-def _text(value: Any, spec: str = "") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return format(value, spec)
-
-
-def duration(seconds: float | None) -> str:
-    """12.3 s, 4m 05s, 2h 03m."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
+    rich_table = RichTable(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
+    for name, justify in zip(table.header, table.align):
+        rich_table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in table.rows:
+        rich_table.add_row(*(escape(cell) for cell in row))
+    return rich_table

@@ -39,6 +39,7 @@ Fit = choice_enum("Fit", choices.FITS)
 Aggregate = choice_enum("Aggregate", choices.AGGREGATES)
 Split = choice_enum("Split", choices.SPLITS)
 SortKey = choice_enum("SortKey", choices.SORT_KEYS)
+CompareFormat = choice_enum("CompareFormat", choices.COMPARE_FORMATS)
 
 DataOption = Annotated[
     Optional[Path],
