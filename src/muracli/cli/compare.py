@@ -78,8 +78,6 @@ def compare(
     if baseline is not None:
         baseline = comparison.include(baseline)
     folded = not per_run and against is None
-    if against is not None and not per_run:
-        console.info("--against compares runs one by one: one row per run")
     groups = core.fold_runs(comparison.runs, EXECUTION_FIELDS) if folded else [core.group_of([r]) for r in comparison.runs]
     groups = core.sort_groups(groups, sort.value)
     plot_axis = core.sweep_axis(groups, axis, EXECUTION_FIELDS) if plot is not None else None
@@ -102,14 +100,14 @@ def compare(
 
     if json_output:
         console.print_json(_json(comparison, groups, folded=folded, baseline=baseline, deltas=deltas,
-                                 body_parts=body_parts, bootstrap=bootstrap, seed=seed))
+                                 body_parts=body_parts, scores=scores, bootstrap=bootstrap, seed=seed))
         return
     table = results_table(groups, folded=folded, body_parts=body_parts, deltas=deltas)
     if output_format.value == "table":
         console.print_whole(_rich(table))
         if baseline is not None:
-            console.info(f"Δ: run - {baseline.run} on the same valid studies; 95% paired bootstrap over studies "
-                         f"({bootstrap} resamples, seed {seed})")
+            console.info(f"Δ: run - {baseline.run} on the same valid studies, one row per run; 95% paired "
+                         f"bootstrap over studies ({bootstrap} resamples, seed {seed})")
     else:
         typer.echo(WRITERS[output_format.value](table), nl=False)
 
@@ -149,10 +147,13 @@ def _plot(groups, axis: str, path: Path, scores: dict[str, Any], *, bootstrap: i
     console.info(f"wrote {written}")
 
 
-def _json(comparison, groups, *, folded: bool, baseline, deltas, body_parts, bootstrap: int, seed: int) -> dict:
+def _json(comparison, groups, *, folded: bool, baseline, deltas, body_parts, scores, bootstrap: int,
+          seed: int) -> dict:
     runs = []
     for run in comparison.runs:
         row = run.to_dict()
+        if run.path in scores:  # evaluated here: on how many valid studies
+            row["evaluated_studies"] = scores[run.path].report["n_studies"]
         if body_parts is not None:
             row["body_part_kappa"] = body_parts.get(run.path)
         if deltas is not None:
