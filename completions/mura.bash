@@ -141,8 +141,11 @@ _mura() {
         compare)
             case "$prev" in
                 --sort) COMPREPLY=($(compgen -W "kappa auc name time image_size" -- "$cur")); return 0 ;;
+                --format) COMPREPLY=($(compgen -W "table markdown latex csv" -- "$cur")); return 0 ;;
+                --against|--data|--manifest|--plot) _mura_complete_path -f; return 0 ;;
+                --bootstrap|--seed|--axis) return 0 ;;  # a value of your own: nothing to suggest
             esac
-            opts="--sort --json -h --help"
+            opts="--sort --format --json --per-run --against --data --manifest --bootstrap --seed --by-body-part --plot --axis -h --help"
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return 0

@@ -18,7 +18,7 @@ complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess t
 complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a average -d 'Average a run\'s last K epochs\' weights into RUN/averaged.pt (BatchNor...'
 complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a evaluate -d 'Evaluate a run, or an ensemble of runs, at study level: Cohen\'s kappa...'
 complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a predict -d 'Predict abnormality per study (table, --json or --csv)'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a compare -d 'Compare runs: model, image size, regularisation, epochs, time, best v...'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a compare -d 'Compare runs: the options they differ in, best valid kappa and AUC (f...'
 complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a demo -d 'Run download, stats, preprocess, train, evaluate and predict on a syn...'
 
 # mura download
@@ -161,7 +161,17 @@ complete -c mura -n '__fish_seen_subcommand_from predict' -F
 
 # mura compare
 complete -c mura -n '__fish_seen_subcommand_from compare' -l sort -x -a 'kappa auc name time image_size' -d 'kappa and auc: best first; name; time and image_size: smallest first'
-complete -c mura -n '__fish_seen_subcommand_from compare' -l json -d 'Print the rows (and skipped folders) as JSON'
+complete -c mura -n '__fish_seen_subcommand_from compare' -l format -x -a 'table markdown latex csv' -d 'table: for the terminal; markdown, latex (a tabular) or csv: to paste...'
+complete -c mura -n '__fish_seen_subcommand_from compare' -l json -d 'Print the runs, configurations (and skipped folders) as JSON'
+complete -c mura -n '__fish_seen_subcommand_from compare' -l per-run -d 'One row per run instead of one per configuration (runs that differ on...'
+complete -c mura -n '__fish_seen_subcommand_from compare' -l against -r -F -d 'A baseline run: every run gets Δkappa and ΔAUC (run - baseline) on va...'
+complete -c mura -n '__fish_seen_subcommand_from compare' -l data -r -F -d 'The folder holding MURA-v1.1/ (or that folder itself)'
+complete -c mura -n '__fish_seen_subcommand_from compare' -l manifest -r -F -d 'Instead of --data: a CSV manifest of your own images (path,label,stud...'
+complete -c mura -n '__fish_seen_subcommand_from compare' -l bootstrap -x -d 'Resamples of studies for the paired intervals (and single-seed error...'
+complete -c mura -n '__fish_seen_subcommand_from compare' -l seed -x -d 'Seed of the bootstrap resamples'
+complete -c mura -n '__fish_seen_subcommand_from compare' -l by-body-part -d 'A valid kappa column per body part (evaluates each run\'s best.pt)'
+complete -c mura -n '__fish_seen_subcommand_from compare' -l plot -r -F -d 'Plot valid kappa against the swept option, one line per model, with e...'
+complete -c mura -n '__fish_seen_subcommand_from compare' -l axis -x -d 'The option --plot puts on the x axis (a config.json field, e.g'
 complete -c mura -n '__fish_seen_subcommand_from compare' -s h -l help -d 'Show the help and exit'
 complete -c mura -n '__fish_seen_subcommand_from compare' -a '(__fish_complete_directories)'
 
