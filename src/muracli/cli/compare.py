@@ -126,23 +126,12 @@ def _scores(paths: list[str], *, data, manifest) -> dict[str, Any]:
 
 
 def _plot(groups, axis: str, path: Path, scores: dict[str, Any], *, bootstrap: int, seed: int, ignore) -> None:
-    from muracli.metrics.bootstrap import bootstrap_intervals
-    from muracli.metrics.binary import binary_metrics
+    from muracli.evaluation.compare import kappa_intervals
     from muracli.metrics.compare import sweep_series
     from muracli.metrics.plots import sweep_png
 
-    intervals = {}
-    for group in groups:
-        score = scores.get(group.first.path)
-        if group.n != 1 or score is None:
-            continue
-        studies = score.studies
-        options = dict(predictions=studies["prediction"])
-        kappa = binary_metrics(studies["label"], studies["probability"], score.threshold, **options)["kappa"]
-        ci = bootstrap_intervals(studies["label"], studies["probability"], score.threshold, n=bootstrap, seed=seed,
-                                 **options)["kappa"]
-        if kappa is not None and ci is not None:
-            intervals[group.first.path] = (kappa, *ci)
+    single = {g.first.path: scores[g.first.path] for g in groups if g.n == 1 and g.first.path in scores}
+    intervals = kappa_intervals(single, n=bootstrap, seed=seed)
     written = sweep_png(sweep_series(groups, axis, intervals=intervals, ignore=ignore), axis, path)
     console.info(f"wrote {written}")
 

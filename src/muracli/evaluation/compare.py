@@ -77,3 +77,21 @@ def against_baseline(
             n=n, seed=seed, level=level, predictions_a=pairs["prediction_a"], predictions_b=pairs["prediction_b"],
         )
     return result
+
+
+def kappa_intervals(scores: dict[str, RunScores], *, n: int = 1000, seed: int = 0,
+                    level: float = 0.95) -> dict[str, tuple[float, float, float]]:
+    """Each run's valid kappa with its percentile bootstrap interval over studies: ``(kappa, low, high)``
+    (runs whose kappa is undefined are left out): the error bars of a single-seed configuration."""
+    from muracli.metrics.binary import binary_metrics
+    from muracli.metrics.bootstrap import bootstrap_intervals
+
+    intervals = {}
+    for path, score in scores.items():
+        studies = score.studies
+        arrays = (studies["label"], studies["probability"], score.threshold)
+        kappa = binary_metrics(*arrays, predictions=studies["prediction"])["kappa"]
+        ci = bootstrap_intervals(*arrays, n=n, seed=seed, level=level, predictions=studies["prediction"])["kappa"]
+        if kappa is not None and ci is not None:
+            intervals[path] = (kappa, *ci)
+    return intervals
