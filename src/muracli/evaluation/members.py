@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from muracli.errors import ConfigError
-from muracli.metrics.compare import SkippedRun, find_runs
+from muracli.metrics.compare import SkippedRun, best_epoch, find_runs
 from muracli.runtime.rundir import RunDir
 
 
@@ -100,12 +100,8 @@ def _ranked(folder: Path) -> tuple[RankedRun, str]:
         raise _Unranked("config.json has no training config")
     selected_on = str(config.get("select_on") or "valid")
     column = "valid_kappa" if selected_on == "valid" else "select_kappa"
-    best = None
-    for row in epochs:  # the first epoch of the highest kappa, as best.pt keeps it
-        kappa = row.get(column)
-        if isinstance(kappa, (int, float)) and (best is None or kappa > best[column]):
-            best = row
-    if best is None:
+    best, _ = best_epoch(epochs, "valid" if selected_on == "valid" else "select")  # as best.pt keeps it (EMA too)
+    if best is None or not isinstance(best.get(column), (int, float)):
         raise _Unranked(f"no epoch with a {column} in metrics.csv")
     key = selected_on if selected_on == "valid" else f"{selected_on} (--select-seed {config.get('select_seed')})"
     run = RankedRun(run=Path(folder).resolve().name, path=str(folder), selected_on=selected_on, ranked_by=column,
