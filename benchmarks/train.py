@@ -223,7 +223,9 @@ class MuraLoop:
         from muracli.training.optim import Schedule, build_optimizer
         from muracli.training.trainer import Session
 
-        self.config, self.device = config, device
+        from muracli.training.sizing import device_memory, resolve_sizes
+
+        self.config, self.device = resolve_sizes(config, device.type, device_memory(device)), device
         if device.type == "cuda":  # as trainer._train sets them (tf32=False for an honest fp32 figure)
             torch.backends.cudnn.benchmark = not config.deterministic
             torch.backends.cuda.matmul.allow_tf32 = tf32
