@@ -73,6 +73,33 @@ def test_ticks_every_step_on_the_cpu_and_every_n_steps_on_cuda():
     assert all(is_tick(step, 7, 1) for step in range(1, 8))
 
 
+def test_the_loop_reads_the_loss_back_only_at_ticks_and_logs_the_same_train_loss(synthetic_cache, tmp_path, monkeypatch):
+    """The trainer with a CUDA-like tick every 3 steps: progress (and a host read) at ticks and
+    the epoch's end only, and the same train_loss as with a read every step."""
+    from muracli.training import meter as meter_module
+    from muracli.training import trainer
+    from muracli.training.trainer import train
+
+    reads = []
+    sync = meter_module.LossMeter.sync
+    monkeypatch.setattr(meter_module.LossMeter, "sync", lambda self: reads.append(self.state.step) or sync(self))
+
+    def run(every: int, out: Path) -> tuple[list[int], float]:
+        monkeypatch.setattr(trainer, "tick_every", lambda device: every)
+        ticks, reads[:] = [], []
+        config = TrainConfig(cache=str(synthetic_cache.path), image_size=synthetic_cache.size, model="cnn", epochs=1,
+                             batch_size=4, device="cpu", out=str(out), seed=3, workers=0)
+        result = train(config, progress=lambda task, done, total=None, **fields: task == "train" and ticks.append((done, total)))
+        return ticks, result.history[-1]["train_loss"]
+
+    ticks, loss_at_ticks = run(3, tmp_path / "ticks")
+    steps = ticks[-1][1]
+    assert steps > 4 and [done for done, _ in ticks] == [s for s in range(1, steps + 1) if s % 3 == 0 or s == steps]
+    assert reads == [done for done, _ in ticks] + [steps]  # one read per tick, and one as the epoch ends
+    every_step, loss_every_step = run(1, tmp_path / "every")
+    assert len(every_step) == steps and loss_at_ticks == loss_every_step
+
+
 # -- --amp-dtype ---------------------------------------------------------------------------------
 
 
@@ -98,6 +125,20 @@ def test_amp_dtype_turns_amp_on_and_conflicts_with_no_amp():
     assert TrainConfig().amp is None and TrainConfig().amp_dtype == "auto"
     with pytest.raises(ConfigError, match="--no-amp"):
         TrainConfig(amp=False, amp_dtype="bf16").validate()
+
+
+def test_fp16_on_the_cpu_trains_with_loss_scaling_or_stops_with_an_error(cli, synthetic_cache, tmp_path, monkeypatch):
+    if devices.autocast_supported("cpu", torch.float16):  # a recent torch: fp16 autocast on the CPU, scaler on
+        run = tmp_path / "fp16"
+        result = cli(*train_args(synthetic_cache, run, "--epochs", "1", "--amp-dtype", "fp16"))
+        assert result.exit_code == 0, result.stderr
+        assert json.loads((run / "config.json").read_text())["device"]["precision"] == "fp16"
+        assert "scale" in load_checkpoint(run / "last.pt")["scaler"]  # an enabled GradScaler's state
+    monkeypatch.setattr(devices, "autocast_supported", lambda device_type, dtype: False)  # an older torch
+    result = cli(*train_args(synthetic_cache, tmp_path / "old", "--epochs", "1", "--amp-dtype", "fp16"))
+    assert result.exit_code == 2
+    assert "Error: --amp-dtype fp16: this torch" in result.stderr and "cannot autocast to fp16 on cpu" in result.stderr
+    assert not (tmp_path / "old" / "metrics.csv").exists()
 
 
 # -- --compile-mode ------------------------------------------------------------------------------
