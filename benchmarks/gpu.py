@@ -292,14 +292,20 @@ def evaluation(name: str, size: int, batch_images: list[int], data, device, args
     return rows
 
 
-def end_to_end(name: str, size: int, data_dir: Path, work: Path, device, epochs: int, reference: dict | None) -> dict:
-    """``mura train`` for ``epochs`` epochs in a subprocess; epoch ``epochs``'s images/s from metrics.csv."""
+def end_to_end(name: str, size: int, data_dir: Path, work: Path, device, epochs: int, reference: dict | None,
+               timeout: float | None = None) -> dict:
+    """``mura train`` for ``epochs`` epochs in a subprocess; epoch ``epochs``'s images/s from metrics.csv.
+    A run still going after ``timeout`` seconds (what is left of the budget) is stopped and the row skipped."""
     run = work / f"e2e-{name}-{size}"
     command = [sys.executable, "-m", "muracli", "train", "--data", str(data_dir), "--model", name,
                "--image-size", str(size), "--epochs", str(epochs), "--out", str(run),
                "--gpu" if device.type == "cuda" else "--cpu"]
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"section": "e2e", "model": name, "size": size, "epochs": epochs, "command": " ".join(command[1:]),
+                "skipped": f"mura train still running after {timeout:.0f} s (the budget left), stopped"}
     row = {"section": "e2e", "model": name, "size": size, "epochs": epochs, "command": " ".join(command[1:]),
            "seconds": round(time.perf_counter() - started, 1)}
     if done.returncode != 0:
@@ -524,7 +530,8 @@ def main(argv: list[str] | None = None) -> int:
         elif section == "e2e" and fits(f"mura train {lead_model}@{lead_size}", ESTIMATE_S["e2e"]):
             e2e_dir = data_dir.parent / "e2e-runs"  # beside the data, not in $OUT: checkpoints are large
             measured = end_to_end(lead_model, lead_size, data_dir, e2e_dir, device, args.e2e_epochs,
-                                  core.get((lead_model, lead_size)))
+                                  core.get((lead_model, lead_size)),
+                                  timeout=max(ESTIMATE_S["e2e"], args.budget_s - (time.monotonic() - launched)))
             result["configs"].append(measured)
             log(f"mura train {lead_model}@{lead_size}: {measured.get('images_per_s', measured.get('skipped'))} img/s "
                 f"in epoch {args.e2e_epochs}")

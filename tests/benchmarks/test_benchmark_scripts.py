@@ -110,6 +110,14 @@ def test_peak_table_and_model_list() -> None:
         train.parse_models("cnn")
 
 
+def test_gpu_end_to_end_run_is_stopped_at_the_budget(tmp_path: Path) -> None:
+    import torch
+
+    gpu = load_script("gpu")
+    row = gpu.end_to_end("cnn", 32, tmp_path / "data", tmp_path / "runs", torch.device("cpu"), 2, None, timeout=0.01)
+    assert row["section"] == "e2e" and row["skipped"].startswith("mura train still running after 0 s")
+
+
 @pytest.mark.slow
 def test_cam_benchmark_smoke(tmp_path: Path) -> None:
     out = tmp_path / "cam.json"
