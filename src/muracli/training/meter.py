@@ -5,7 +5,7 @@ the GPU to finish that step before it queues the next: the GPU then idles
 while Python launches the next step's kernels. ``LossMeter`` keeps the sum
 of ``loss x images`` in a float64 tensor on the device and copies it to the
 host (``sync``) only at a tick: every step on the CPU (where reading is
-free), every ``CUDA_TICK_STEPS`` steps on CUDA, and at the end of the epoch
+free, and the sum stays a Python float as before), every ``CUDA_TICK_STEPS`` steps on CUDA, and at the end of the epoch
 or on a stop. The arithmetic is the old one in the same order (the float32
 loss widened to float64, times the batch's image count, added in turn), so
 ``train_loss`` in metrics.csv is the same number to the last bit.
@@ -27,22 +27,32 @@ CUDA_TICK_STEPS = 20
 
 
 class LossMeter:
-    """The running ``Progress.loss_sum`` on ``device``; ``sync`` writes it back into ``state``."""
+    """The running ``Progress.loss_sum``; ``sync`` makes ``state`` whole and returns the running mean.
 
-    def __init__(self, state, device: torch.device):
+    ``on_device`` (default: off the CPU) keeps the sum in a float64 tensor on ``device``; on the
+    CPU, where reading a loss costs nothing, it is summed in ``state`` as Python floats, as it
+    always was (a tensor add would cost some microseconds a step for nothing).
+    """
+
+    def __init__(self, state, device: torch.device, *, on_device: bool | None = None):
         self.state = state
-        self.total = torch.tensor(state.loss_sum, dtype=torch.float64, device=device)
+        on_device = device.type != "cpu" if on_device is None else on_device
+        self.total = torch.tensor(state.loss_sum, dtype=torch.float64, device=device) if on_device else None
         self.reads = 0  # host reads so far (for tests)
 
     def add(self, loss: torch.Tensor, images: int) -> None:
-        """Add a batch's mean loss (a detached scalar tensor) over ``images`` images; no host read."""
-        self.total += loss.detach().double() * images
+        """Add a batch's mean loss (a detached scalar tensor) over ``images`` images; on the device, no host read."""
+        if self.total is None:
+            self.state.loss_sum += float(loss) * images
+        else:
+            self.total += loss.detach().double() * images
         self.state.seen += images
 
     def sync(self) -> float:
         """Copy the sum to the host, into ``state.loss_sum`` (what last.pt saves); returns the running mean."""
-        self.state.loss_sum = float(self.total)
-        self.reads += 1
+        if self.total is not None:
+            self.state.loss_sum = float(self.total)
+            self.reads += 1
         return self.state.loss_sum / max(1, self.state.seen)
 
 
