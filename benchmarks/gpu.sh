@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Training throughput on the lent GPU machine, in under 5 minutes from a bare checkout:
-# AMP (bf16) + channels_last vs fp32 (TF32 off) images/s and model FLOPs utilisation for
-# cnn, vgg16 and densenet169 at 224 and 320 px (see benchmarks/gpu.py and benchmarks/README.md).
+# Training throughput on the lent GPU machine, in under 5 minutes from a bare checkout: mura's
+# training loop against the plain torchvision-reference loop in the same run (img/s of each, the
+# ratio, MFU), densenet169@320 and vgg16@224 first, then a profile, evaluation images/s, a real
+# `mura train` of 2 epochs, torch.compile modes and the batch x precision matrix, as far as
+# --budget-s allows (see benchmarks/gpu.py and benchmarks/README.md).
 #
 #   bash benchmarks/gpu.sh                        # on the GPU machine, from the repository root
 #   bash benchmarks/gpu.sh --device cpu --smoke   # checks the script anywhere
 #
 # muracli need not be installed: it runs from src/ with the preinstalled torch. It generates a
-# small synthetic dataset (400 studies) and caches at 224 and 320 px in a temporary folder.
-# The JSON goes to stdout and, when $OUT is set, to $OUT/gpu.json (rewritten after every
-# configuration, so a cut-off run keeps what it measured) with the table in $OUT/gpu.txt;
-# the summary table comes last.
-# Extra arguments go to gpu.py (e.g. --models vgg16 --sizes 224 --batch-size 128).
+# synthetic dataset (1,100 studies, about 3,000 images, long side 384: what
+# `mura download --synthetic --studies 1100 --max-side 384` makes) and caches at 224 and 320 px
+# in a temporary folder. The JSON goes to stdout and, when $OUT is set, to $OUT/gpu.json
+# (rewritten after every configuration, so a cut-off run keeps what it measured) with the table
+# in $OUT/gpu.txt and the kernel profile in $OUT/profile-densenet169-320.txt; the table comes last.
+# Extra arguments go to gpu.py (e.g. --sections core,compile --budget-s 500).
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 

@@ -164,25 +164,31 @@ def synchronize(device: torch.device) -> None:
 
 class StepBudget:
     """Both the progress callback and the stop flag handed to ``_train_one_epoch``: counts the
-    steps it reports and asks the loop to stop after ``steps`` steps, or after the first step that
-    ends ``seconds`` or more after the start (``train_step`` waits for its loss, so on CUDA the
-    clock is honest too)."""
+    steps (those it is told of, or what ``counter`` returns: the trainer reports progress only at
+    ticks on CUDA) and asks the loop to stop after ``steps`` steps, or after the first step queued
+    ``seconds`` or more after the start (the caller synchronises the device before reading the
+    clock, so on CUDA the figure is honest too)."""
 
-    def __init__(self, steps: int | None = None, seconds: float | None = None) -> None:
+    def __init__(self, steps: int | None = None, seconds: float | None = None, counter=None) -> None:
         if steps is None and seconds is None:
             raise ValueError("give steps or seconds")
-        self.steps, self.count = steps, 0
+        self.steps, self.told, self.counter = steps, 0, counter
         self.deadline = None if seconds is None else time.perf_counter() + seconds
+
+    @property
+    def count(self) -> int:
+        return self.counter() if self.counter is not None else self.told
 
     def __call__(self, task: str, completed: int, total: int | None = None, **fields) -> None:
         if task == "train":
-            self.count += 1
+            self.told += 1
 
     @property
     def raised(self) -> bool:
-        if self.steps is not None and self.count >= self.steps:
+        count = self.count
+        if self.steps is not None and count >= self.steps:
             return True
-        return self.deadline is not None and self.count > 0 and time.perf_counter() >= self.deadline
+        return self.deadline is not None and count > 0 and time.perf_counter() >= self.deadline
 
 
 def load_data(config, device: torch.device, *, drop_last: bool = False):
@@ -213,7 +219,7 @@ class MuraLoop:
     """
 
     def __init__(self, config, device: torch.device, *, data=None, precision=None, channels_last: bool | None = None,
-                 tf32: bool = True):
+                 tf32: bool = True, model=None):
         from torch import nn
 
         from muracli.models import ModelSpec, build_model
@@ -223,7 +229,9 @@ class MuraLoop:
         from muracli.training.optim import Schedule, build_optimizer
         from muracli.training.trainer import Session
 
-        self.config, self.device = config, device
+        from muracli.training.sizing import device_memory, resolve_sizes
+
+        self.config, self.device = resolve_sizes(config, device.type, device_memory(device)), device
         if device.type == "cuda":  # as trainer._train sets them (tf32=False for an honest fp32 figure)
             torch.backends.cudnn.benchmark = not config.deterministic
             torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -235,10 +243,15 @@ class MuraLoop:
         self.data = data if data is not None else load_data(config, device)
         torch.manual_seed(config.seed)
         spec = ModelSpec(name=config.model, in_channels=1, num_classes=2, dropout=config.dropout, init=config.init)
-        model = build_model(spec).to(device)
+        model = build_model(spec).to(device) if model is None else model
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
+        trained = model
+        if config.compile:  # as trainer._start does it
+            from muracli.runtime.devices import compile_model
+
+            trained = compile_model(model, config.compile_mode or "default", device)[0]
         self.optimizer = build_optimizer(model.parameters(), config)
         self.schedule = Schedule(self.optimizer, config, self.data.steps_per_epoch)
         self.scaler = self.precision.scaler(device)
@@ -249,7 +262,7 @@ class MuraLoop:
         weights = self.data.class_weights if config.class_weights else None
         self.loss_fn = TrainLoss(weights.to(device) if weights is not None else None, config.label_smoothing)
         window = StepWindow(
-            model=model, raw=model, optimizer=self.optimizer, scaler=self.scaler, loss_fn=self.loss_fn,
+            model=trained, raw=model, optimizer=self.optimizer, scaler=self.scaler, loss_fn=self.loss_fn,
             autocast=lambda: self.precision.autocast(device), class_weights=weights, clip_grad=config.clip_grad,
             ema=None,
         )
@@ -261,7 +274,7 @@ class MuraLoop:
         # the trainer's own Session: _train_one_epoch below is the code `mura train` runs
         self.session = Session(
             config=config, world=self.world, device=device, precision=self.precision, channels_last=channels_last,
-            data=self.data, spec=spec, model=model, trained=model, optimizer=self.optimizer, schedule=self.schedule,
+            data=self.data, spec=spec, model=model, trained=trained, optimizer=self.optimizer, schedule=self.schedule,
             scaler=self.scaler, loss_fn=self.loss_fn, augment=self.augment, augment_rng=self.augment_rng,
             mix=BatchMix(0.0, 0.0, torch.Generator().manual_seed(config.seed)), window=window,
             steps_per_epoch=self.data.steps_per_epoch, ema=None,
@@ -274,16 +287,19 @@ class MuraLoop:
 
         synchronize(self.device)
         started = time.perf_counter()
-        budget = StepBudget(steps, seconds)
+        done, base = [0], [self.state.step]
+        budget = StepBudget(steps, seconds, counter=lambda: done[0] + self.state.step - base[0])
         seen = self.state.seen
         while not budget.raised:
             if self.state.step >= self.data.steps_per_epoch:
-                self.epoch, self.state.step = self.epoch + 1, 0
+                self.epoch, self.state.step, base[0] = self.epoch + 1, 0, 0
             before = budget.count
             _train_one_epoch(self.session, self.state, self.epoch, stop=budget, progress=budget)
+            done[0] += self.state.step - base[0]
+            base[0] = self.state.step
             if budget.count == before and self.state.step < self.data.steps_per_epoch:
                 raise RuntimeError("the training loop made no progress")
-        synchronize(self.device)  # train_step already waits for the loss; this is belt and braces
+        synchronize(self.device)  # the loop queues steps ahead of the GPU: wait for them all
         return self.state.seen - seen, time.perf_counter() - started, budget.count
 
     def steps_to_epoch_end(self) -> int:

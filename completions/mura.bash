@@ -89,8 +89,10 @@ _mura() {
                 --optimizer) COMPREPLY=($(compgen -W "sgd rmsprop adam adamw" -- "$cur")); return 0 ;;
                 --schedule) COMPREPLY=($(compgen -W "plateau cosine none" -- "$cur")); return 0 ;;
                 --aggregate) COMPREPLY=($(compgen -W "mean max vote" -- "$cur")); return 0 ;;
+                --amp-dtype) COMPREPLY=($(compgen -W "auto bf16 fp16" -- "$cur")); return 0 ;;
+                --compile-mode) COMPREPLY=($(compgen -W "default reduce-overhead max-autotune" -- "$cur")); return 0 ;;
             esac
-            opts="--data --manifest --cache --image-size --fit --body-part --select-on --select-seed --model -m --pretrained --no-pretrained --weights --freeze-backbone --dropout --init --study-model --view-pool --max-views --epochs --batch-size --lr --optimizer --weight-decay --schedule --warmup-epochs --class-weights --no-class-weights --balanced --no-balanced --augment --no-augment --rotate --early-stop --label-smoothing --mixup --cutmix --clip-grad --accumulate --ema --keep-epochs --aggregate --gpu --cpu --amp --no-amp --compile --workers --seed --out --resume --json -h --help"
+            opts="--data --manifest --cache --image-size --fit --body-part --select-on --select-seed --model -m --pretrained --no-pretrained --weights --freeze-backbone --dropout --init --study-model --view-pool --max-views --epochs --batch-size --lr --optimizer --weight-decay --schedule --warmup-epochs --class-weights --no-class-weights --balanced --no-balanced --augment --no-augment --rotate --early-stop --label-smoothing --mixup --cutmix --clip-grad --accumulate --ema --keep-epochs --aggregate --gpu --cpu --amp --no-amp --amp-dtype --compile --compile-mode --workers --seed --out --resume --json -h --help"
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return 0

@@ -34,6 +34,10 @@ SCHEDULES = ("plateau", "cosine", "none")
 INITS = ("kaiming", "xavier")
 #: Where a run executes: ``auto`` is CUDA when present.
 DEVICES = ("auto", "cpu", "cuda")
+#: ``mura train --amp-dtype``: the autocast dtype (``auto``: bf16 where supported, else fp16).
+AMP_DTYPES = ("auto", "bf16", "fp16")
+#: ``mura train --compile-mode``: torch.compile's modes (the last two tuned for CUDA).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 #: How subtle the synthetic findings are (``synthetic.findings``).
 DIFFICULTIES = ("easy", "normal", "hard")
 #: What ``mura evaluate --metric`` can put first, in display order.

@@ -74,19 +74,28 @@ def test_gpu_script_smoke_on_cpu(bench_data: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
     result = run(["bash", "benchmarks/gpu.sh", "--device", "cpu", "--smoke"], env=env)
     saved = json.loads((tmp_path / "gpu.json").read_text())
-    assert saved["benchmark"] == "gpu" and saved["device"] == "cpu"
-    assert {"device_name", "peak_bf16_tflops", "fp32_note", "flops_note", "batch_size", "configs", "speedups"} <= set(saved)
-    assert [(row["model"], row["size"], row["mode"]) for row in saved["configs"]] == [("cnn", 32, "amp"), ("cnn", 32, "fp32")]
-    amp, fp32 = saved["configs"]
-    assert amp["precision"] == "bf16" and amp["channels_last"] is True
-    assert fp32["precision"] == "fp32" and fp32["channels_last"] is False and fp32["tf32"] is False
-    for row in saved["configs"]:
-        assert row["images_per_s"] > 0 and row["forward_gflops_per_image"] > 0 and row["runs_steps"] == [2]
-        assert row["mfu"] is None  # no peak FLOP/s for a CPU
-    assert saved["speedups"][0]["amp_over_fp32"] > 0
+    assert saved["benchmark"] == "gpu" and saved["device"] == "cpu" and saved["compile_backend"] == "eager"
+    assert {"device_name", "peak_bf16_tflops", "fp32_note", "flops_note", "peer_note", "configs", "epoch_projection"} <= set(saved)
+    rows = saved["configs"]
+    assert [(row["section"], row.get("precision"), row.get("compile")) for row in rows] == [
+        ("core", "bf16", None), ("profile", "bf16", None), ("eval", "fp32", None), ("e2e", "fp32", None),
+        ("compile", "bf16", "default"), ("matrix", "fp16", None), ("matrix", "fp32", None)]
+    for row in rows:
+        if row["section"] in ("core", "compile", "matrix"):
+            assert row["mura_images_per_s"] > 0 and row["peer_images_per_s"] > 0 and row["forward_gflops_per_image"] > 0
+            assert row["ratio"] == pytest.approx(row["mura_images_per_s"] / row["peer_images_per_s"], rel=0.01)
+            assert row["mura"]["runs_steps"] == row["peer"]["runs_steps"] == [2]
+            assert row["mfu"] is None  # no peak FLOP/s for a CPU
+    assert rows[-1]["channels_last"] is False and rows[-1]["tf32"] is False
+    profile = (tmp_path / "profile-cnn-32.txt").read_text()
+    assert rows[1]["file"] == str(tmp_path / "profile-cnn-32.txt") and "Self CPU" in profile
+    assert rows[2]["images_per_s"] > 0 and rows[2]["batch_images"] == 16
+    e2e = rows[3]
+    assert e2e["epochs"] == 2 and e2e["images_per_s"] > 0 and e2e["over_benchmark"] > 0 and e2e["batch_size"] == 32
+    assert saved["epoch_projection"][0]["seconds_per_epoch"] > 0
     lines = result.stdout.strip().splitlines()
-    assert lines[-3].split()[0] == "model" and lines[-1].split()[:3] == ["cnn", "32", "fp32"]
-    assert (tmp_path / "gpu.txt").read_text().strip() == "\n".join(lines[-4:])
+    table = (tmp_path / "gpu.txt").read_text().strip().splitlines()
+    assert lines[-len(table):] == table and table[1].split()[:2] == ["section", "model"]
 
 
 def test_peak_table_and_model_list() -> None:
@@ -99,6 +108,14 @@ def test_peak_table_and_model_list() -> None:
     assert train.parse_models("cnn@128, resnet18@224") == [("cnn", 128), ("resnet18", 224)]
     with pytest.raises(SystemExit):
         train.parse_models("cnn")
+
+
+def test_gpu_end_to_end_run_is_stopped_at_the_budget(tmp_path: Path) -> None:
+    import torch
+
+    gpu = load_script("gpu")
+    row = gpu.end_to_end("cnn", 32, tmp_path / "data", tmp_path / "runs", torch.device("cpu"), 2, None, timeout=0.01)
+    assert row["section"] == "e2e" and row["skipped"].startswith("mura train still running after 0 s")
 
 
 @pytest.mark.slow

@@ -45,3 +45,24 @@ def test_json_lists_the_choices_after_epochs_as_it_always_has():
     assert options["dir"] == "d"
     assert names[names.index("epochs") + 1:names.index("device")] == [k for k in TRAINING if k != "model"]
     assert options["lr"] == TRAINING["lr"]
+
+
+def test_a_finished_demo_run_from_before_a_new_option_is_still_reused(tmp_path):
+    """config.json written by a mura without a later field (here amp_dtype) matches the field's default,
+    so `mura demo` reuses the run instead of training again."""
+    import json
+
+    from muracli.demo.stages import _finished_run
+    from muracli.runtime.rundir import RunDir
+
+    cache = SimpleNamespace(path=tmp_path / "cache", size=48, fit="pad")
+    wanted = train_config(cache, DemoConfig(dir=tmp_path, epochs=2), tmp_path / "run", "cpu").to_dict()
+    run = RunDir(tmp_path / "run")
+    run.create()
+    old = {k: v for k, v in wanted.items() if k not in ("amp_dtype", "compile_mode")}
+    run.config_path.write_text(json.dumps({"config": old, "data": {"fingerprint": "f"}}))
+    for epoch in (1, 2):
+        run.append_metrics({"epoch": epoch, "train_loss": 0.5})
+    run.best_path.write_bytes(b"")
+    assert _finished_run(run.path, wanted, "f", 2) == (True, True)
+    assert _finished_run(run.path, {**wanted, "amp_dtype": "fp16"}, "f", 2) == (False, False)

@@ -71,7 +71,7 @@ def train(**options: Any) -> None:
         console.out.print(escape(epoch_line(row, config.epochs)) + star, soft_wrap=True)
 
     with console.RichProgress(enabled=console.show_progress() and main_rank) as progress:
-        result = run_training(config, resume=resume, progress=progress, on_epoch=on_epoch)
+        result = run_training(config, resume=resume, progress=progress, on_epoch=on_epoch, on_note=console.warn)
     if not main_rank:
         return
     if json_output:
@@ -89,6 +89,7 @@ def train(**options: Any) -> None:
                 "stopped_early": result.stopped_early,
                 "seconds": round(result.seconds, 2),
                 "history": result.history,
+                "notes": result.notes,
             }
         )
         return

@@ -36,7 +36,7 @@ from muracli.predict.output import study_record
 from muracli.progress import ProgressFn
 from muracli.runtime.rundir import RunDir
 from muracli.synthetic import FINDINGS_CSV, generate_synthetic
-from muracli.training.config import EXECUTION_FIELDS
+from muracli.training.config import EXECUTION_FIELDS, TrainConfig
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -137,7 +137,8 @@ def _finished_run(run_dir: Path, wanted: dict[str, Any], fingerprint: str, epoch
     record = _read_json(run.config_path)
     if record is None:
         return False, False
-    stored = record.get("config") or {}
+    # a field the run's mura did not have yet (e.g. amp_dtype) counts as its default, as --resume reads it
+    stored = {**TrainConfig().to_dict(), **(record.get("config") or {})}
     same = all(stored.get(k) == v for k, v in wanted.items() if k not in EXECUTION_FIELDS)
     same = same and (record.get("data") or {}).get("fingerprint") == fingerprint
     if not same:

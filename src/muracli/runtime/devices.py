@@ -59,11 +59,67 @@ class Precision:
         return torch.amp.GradScaler(device.type, enabled=self.scaled)
 
 
-def choose_precision(device: torch.device, amp: bool | None) -> Precision:
-    """AMP is on by default on CUDA (bf16 where supported, else fp16) and off on CPU."""
+def autocast_supported(device_type: str, dtype: torch.dtype) -> bool:
+    """Whether this torch autocasts to ``dtype`` on ``device_type`` (fp16 on the CPU needs a recent torch:
+    an older one warns and turns autocast off, which is what this looks for)."""
+    import warnings
+
+    if not torch.amp.is_autocast_available(device_type):
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        context = torch.autocast(device_type=device_type, dtype=dtype)
+    return bool(getattr(context, "_enabled", True)) and getattr(context, "fast_dtype", dtype) == dtype
+
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def choose_precision(device: torch.device, amp: bool | None, dtype: str = "auto") -> Precision:
+    """AMP is on by default on CUDA and off on CPU; ``dtype`` (``--amp-dtype``) picks its dtype:
+    ``auto`` is bf16 where supported, else fp16 (on the CPU bf16). An fp16 or bf16 this torch
+    cannot autocast to on the device is a ``DeviceError``."""
     use_amp = (device.type == "cuda") if amp is None else amp
     if not use_amp:
         return Precision(None)
-    if device.type == "cuda":
-        return Precision(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-    return Precision(torch.bfloat16)  # CPU autocast supports bf16 only
+    if dtype == "auto":
+        if device.type == "cuda":
+            return Precision(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+        return Precision(torch.bfloat16)  # the one dtype every torch's CPU autocast supports
+    wanted = _DTYPES[dtype]
+    supported = torch.cuda.is_bf16_supported() if device.type == "cuda" and wanted == torch.bfloat16 else \
+        autocast_supported(device.type, wanted)
+    if not supported:
+        raise DeviceError(
+            f"--amp-dtype {dtype}: this torch ({torch.__version__}) cannot autocast to {dtype} on {device.type}",
+            "use --amp-dtype auto (bf16 on the CPU), or --no-amp",
+        )
+    return Precision(wanted)
+
+
+#: torch.compile modes that only pay off (or only work) on CUDA: CUDA graphs, Triton autotuning.
+CUDA_COMPILE_MODES = ("reduce-overhead", "max-autotune")
+
+
+def compile_backend() -> str:
+    """torch.compile's backend: inductor, or ``$MURA_COMPILE_BACKEND`` (for tests and debugging:
+    ``eager`` or ``aot_eager`` check the compile plumbing in seconds, without generating code)."""
+    import os
+
+    return os.environ.get("MURA_COMPILE_BACKEND", "").strip() or "inductor"
+
+
+def compile_model(model: torch.nn.Module, mode: str, device: torch.device) -> tuple[torch.nn.Module, list[str]]:
+    """``model`` under torch.compile in ``mode`` (``--compile-mode``), and notes for the user.
+
+    On the CPU the CUDA-only modes fall back to ``default`` (with a note). Shapes are static
+    (``dynamic=False``): a loader's short last batch compiles once more rather than making every
+    step's graph dynamic, which CUDA graphs (``reduce-overhead``) could not replay.
+    """
+    notes = []
+    if mode in CUDA_COMPILE_MODES and device.type != "cuda":
+        notes.append(f"--compile-mode {mode} needs CUDA; compiling with mode default on {device.type}")
+        mode = "default"
+    backend = compile_backend()
+    options = {"mode": mode} if backend == "inductor" else {}  # other backends take no mode
+    return torch.compile(model, backend=backend, dynamic=False, **options), notes

@@ -63,15 +63,22 @@ def _scores(model, batches, total: int, *, device, precision: Precision, world: 
         with precision.autocast(device):
             for inputs, index in batches:
                 logits = model(*inputs)
-                probabilities.append(abnormal_probability(logits).cpu().numpy())
-                odds.append(abnormal_log_odds(logits).cpu().numpy())
+                # kept on the device until the end: a copy to the host per batch would make the CPU
+                # wait for each batch before it queues the next
+                probabilities.append(abnormal_probability(logits))
+                odds.append(abnormal_log_odds(logits))
                 positions.append(np.asarray(index))
                 done += len(index)
                 if progress is not None:
                     progress(task, min(done * world.size, total), total)
     finally:
         model.train(was_training)
-    return _gather(positions, probabilities, odds, world)
+    return _gather(positions, _host(probabilities), _host(odds), world)
+
+
+def _host(values: list[torch.Tensor]) -> list[np.ndarray]:
+    """Per-batch device tensors as one numpy array (in a list, as ``_gather`` takes them), copied to the host in one go."""
+    return [torch.cat(values).cpu().numpy()] if values else []
 
 
 def _gather(positions: list[np.ndarray], probabilities: list[np.ndarray], odds: list[np.ndarray],

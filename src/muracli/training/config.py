@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from muracli.batches.augment_options import AugmentConfig
-from muracli.choices import AGGREGATES, DEVICES, FITS, INITS, OPTIMIZERS, SCHEDULES, VIEW_POOLS, check_choice
+from muracli.choices import AGGREGATES, AMP_DTYPES, COMPILE_MODES, DEVICES, FITS, INITS, OPTIMIZERS, SCHEDULES, VIEW_POOLS, check_choice
 from muracli.data.dataset import check_one_source
 from muracli.data.layout import parse_body_parts
 from muracli.errors import ConfigError
@@ -133,8 +133,13 @@ class TrainConfig:
     max_views: int = option(4, "With --study-model: views per study in training (random choice).", low=1)
     # -- optimisation
     epochs: int = option(10, "Epochs in all (with --resume: the new total).", low=1, resumable=True)
-    batch_size: int = option(32, "Images per step per process.", low=1)
-    lr: float = option(1e-3, "Learning rate.", shown="1e-3")
+    batch_size: int | None = option(
+        None, "Images per step per process (studies with --study-model).", low=1,
+        shown="32 on the CPU; on CUDA by model, image size and the card's memory (densenet169: 128 at 224 px, 64 at 320)",
+    )
+    lr: float | None = option(
+        None, "Learning rate.", shown="1e-3; with the batch size also unset, 1e-3 x batch/32 (1e-3 on the CPU)"
+    )
     optimizer: str = option("adam", "The optimiser.", choices=OPTIMIZERS)
     momentum: float = option(0.9)
     weight_decay: float = option(0.0, "L2 penalty.", low=0.0)
@@ -173,8 +178,17 @@ class TrainConfig:
         cli_type=bool, to_config=_device_from_gpu, resumable=True, execution=True,
     )
     amp: bool | None = option(None, "Mixed precision (bf16 where supported, else fp16).", shown="on for CUDA")
+    amp_dtype: str = option(
+        "auto", "The mixed-precision dtype: auto (bf16 where supported, else fp16: today's choice, not yet tuned per "
+        "model on a GPU), bf16, or fp16 (with loss scaling). bf16/fp16 turn --amp on.", choices=AMP_DTYPES,
+    )
     channels_last: bool | None = option(None)  # None: on for CUDA
     compile: bool = option(False, "torch.compile the model.", flag="--compile", resumable=True, execution=True)
+    compile_mode: str | None = option(
+        None, "torch.compile's mode; implies --compile. reduce-overhead (CUDA graphs) and max-autotune are for CUDA: "
+        "on the CPU they fall back to default with a warning.", choices=COMPILE_MODES, shown="default",
+        resumable=True, execution=True,
+    )
     workers: int | None = option(
         None, "Loader threads (worker processes with --study-model).", low=0,
         shown="1 on CPU, up to 4 on CUDA; study model 0 / up to 8", resumable=True, execution=True,
@@ -182,7 +196,13 @@ class TrainConfig:
     seed: int = option(0, "Random seed; same seed and data on CPU give the same metrics.")
     deterministic: bool = option(False)
     out: str | None = option(None, "Run directory.", shown="runs/<model>-<timestamp>", path=True, execution=True)
-    eval_batch_images: int = option(256, resumable=True, execution=True)
+    eval_batch_images: int | None = option(None, resumable=True, execution=True)  # None: 256 on the CPU, sized on CUDA
+
+    def __post_init__(self) -> None:
+        if self.compile_mode is not None:
+            self.compile = True  # --compile-mode alone asks for compilation
+        if self.amp_dtype != "auto" and self.amp is None:
+            self.amp = True  # --amp-dtype bf16/fp16 alone asks for mixed precision, on the CPU too
 
     def validate(self) -> "TrainConfig":
         """``self`` when every value is one of its choices and in its range, else a ``ConfigError``."""
@@ -198,7 +218,9 @@ class TrainConfig:
                 raise ConfigError(message, hint)
 
         check_one_source(self.data, self.manifest)
-        check(self.lr > 0, "--lr must be positive")
+        check(self.lr is None or self.lr > 0, "--lr must be positive")
+        check(self.amp is not False or self.amp_dtype == "auto", f"--amp-dtype {self.amp_dtype} asks for mixed precision "
+              "but --no-amp turns it off", "drop one of them")
         check(0.0 < self.threshold < 1.0, "--threshold must be in (0, 1)")
         check(not (self.pretrained and self.weights), "--pretrained and --weights both given",
               "use one: --weights FILE is the offline way to get pretrained weights")

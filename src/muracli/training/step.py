@@ -3,7 +3,9 @@
 AMP, DDP, channels_last and compile are wrapped around it by the caller
 (autocast context, scaler, wrapped model, memory format of the inputs); the
 step itself never branches on them. With bf16 or fp32 the scaler is
-disabled and its calls are pass-throughs. ``train_step`` is ``backward``
+disabled and its calls are pass-throughs. With fp16, ``scaler.step`` reads back whether the
+gradients were finite: one host sync per step that bf16 and fp32 runs do not have (the loop
+itself reads the loss back only at ticks: ``training.meter``). ``train_step`` is ``backward``
 then ``update`` on one batch; gradient accumulation (``training.window``)
 calls ``backward`` once per micro-batch and ``update`` once per window.
 """

@@ -28,16 +28,18 @@ from muracli.choices import CLASS_NAMES
 from muracli.errors import CheckpointError, ConfigError
 from muracli.progress import ProgressFn, silent
 from muracli.runtime import distributed
-from muracli.runtime.devices import Precision, choose_precision, select_device
+from muracli.runtime.devices import Precision, choose_precision, compile_model, select_device
 from muracli.runtime.distributed import World
 from muracli.runtime.rundir import RunDir, default_run_dir, epoch_line, record_latest
 from muracli.training.checkpointer import Checkpointer, Progress, seed_everything
 from muracli.training.config import TrainConfig
 from muracli.training.data import TrainData, load_train_data
 from muracli.training.interrupt import StopFlag
+from muracli.training.sizing import device_memory, resolve_sizes
 from muracli.training.optim import Schedule, build_optimizer, current_lr
 from muracli.training.ema import ema_model
 from muracli.training.loss import TrainLoss
+from muracli.training.meter import LossMeter, is_tick, tick_every
 from muracli.training.validate import validate
 from muracli.training.window import StepWindow, steps_per_epoch, windows
 
@@ -60,6 +62,7 @@ class TrainResult:
     selected_on: str = "valid"
     best_valid_kappa: float | None = None
     best_valid_auc: float | None = None
+    notes: list[str] = field(default_factory=list)  # for the user, e.g. a compile mode that fell back
 
 
 @dataclass
@@ -85,6 +88,7 @@ class Session:
     window: StepWindow  # one optimiser step over --accumulate batches
     steps_per_epoch: int  # optimiser steps per epoch
     ema: Any = None  # torch.optim.swa_utils.AveragedModel with --ema, else None
+    notes: list[str] = field(default_factory=list)  # for the user: the CLI shows them as warnings
 
 
 def train(
@@ -93,18 +97,23 @@ def train(
     resume: Path | str | None = None,
     progress: ProgressFn | None = None,
     on_epoch: EpochCallback | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train (or resume) a run and return where it ended up.
 
     ``resume`` is a run directory: its ``config.json`` should already be in
-    ``config`` (see ``resume_config``), and its ``last.pt`` is restored.
+    ``config`` (see ``resume_config``), and its ``last.pt`` is restored. An unset
+    batch size, learning rate and evaluation batch are chosen for the device first
+    (``training.sizing``) and written into ``config``. ``on_note`` hears each note for the
+    user (e.g. a compile mode the CPU lacks) as it arises; ``TrainResult.notes`` has them all.
     """
     config.validate()
     world = distributed.world_from_environment()
     device = select_device(config.device, world.local_rank)
+    resolve_sizes(config, device.type, device_memory(device))
     distributed.start(world, device)
     try:
-        return _train(config, world, device, Path(resume) if resume else None, progress or silent, on_epoch)
+        return _train(config, world, device, Path(resume) if resume else None, progress or silent, on_epoch, on_note)
     finally:
         distributed.stop(world)
 
@@ -120,9 +129,13 @@ def resume_config(run_dir: Path | str, *, epochs: int | None = None, **overrides
     return config.resumed(epochs=epochs, **overrides)
 
 
-def _train(config: TrainConfig, world: World, device, resume: Path | None, progress: ProgressFn, on_epoch) -> TrainResult:
+def _train(config: TrainConfig, world: World, device, resume: Path | None, progress: ProgressFn, on_epoch,
+           on_note=None) -> TrainResult:
     started = time.monotonic()
     session = _start(config, world, device, resume is not None, progress)
+    if world.is_main and on_note is not None:
+        for note in session.notes:
+            on_note(note)
     run = RunDir(config.out or default_run_dir(config.model))
     if resume is None and run.holds_run():
         raise ConfigError(
@@ -176,6 +189,7 @@ def _train(config: TrainConfig, world: World, device, resume: Path | None, progr
         selected_on=config.select_on,
         best_valid_kappa=state.best_valid_kappa,
         best_valid_auc=state.best_valid_auc,
+        notes=session.notes,
     )
 
 
@@ -189,7 +203,7 @@ def _start(config: TrainConfig, world: World, device: torch.device, resuming: bo
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    precision = choose_precision(device, config.amp)
+    precision = choose_precision(device, config.amp, config.amp_dtype)
     channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
     data = load_train_data(config, world, device, progress)
 
@@ -208,11 +222,11 @@ def _start(config: TrainConfig, world: World, device: torch.device, resuming: bo
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    trained = model
+    trained, notes = model, []
     if world.distributed:
         trained = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile:
-        trained = torch.compile(trained)
+        trained, notes = compile_model(trained, config.compile_mode or "default", device)
     optimizer = build_optimizer(model.parameters(), config)
     scaler = precision.scaler(device)
     weights = data.class_weights if config.class_weights else None
@@ -229,7 +243,7 @@ def _start(config: TrainConfig, world: World, device: torch.device, resuming: bo
         scaler=scaler, loss_fn=loss_fn, augment=config.augmentation(),
         augment_rng=torch.Generator().manual_seed(config.seed * 1000 + world.rank),
         mix=BatchMix(config.mixup, config.cutmix, torch.Generator().manual_seed(mix_seed(config.seed, 0x313, world.rank))),
-        window=window, steps_per_epoch=steps, ema=ema,
+        window=window, steps_per_epoch=steps, ema=ema, notes=notes,
     )
 
 
@@ -237,6 +251,8 @@ def _open_run(run: RunDir, session: Session, state: Progress, *, resumed: bool) 
     """Create the run directory and write what a new run starts with, or note the resume."""
     config = session.config
     run.create()
+    for note in session.notes:
+        run.log(f"note: {note}")
     if resumed:
         run.truncate_metrics(state.epoch)
         run.log(f"resumed at epoch {state.epoch} step {state.step}, training to {config.epochs} epochs")
@@ -308,24 +324,33 @@ def _validate(session: Session, model: nn.Module, progress: ProgressFn) -> dict[
 
 
 def _train_one_epoch(session: Session, state: Progress, epoch: int, stop: StopFlag, progress: ProgressFn) -> None:
-    data, world, accumulate = session.data, session.world, session.config.accumulate
+    """Train the rest of epoch ``epoch``. The loss is summed on the device and read back only at
+    ticks (``training.meter``), so on CUDA the CPU queues steps ahead of the GPU; ``state`` is
+    whole again when this returns (at the epoch's end or on a stop)."""
+    data, world, accumulate, device = session.data, session.world, session.config.accumulate, session.device
     session.trained.train()
     data.sampler.set_epoch(epoch)
     data.sampler.start_batch = state.step * accumulate  # a step is one optimiser step: accumulate batches
+    meter, every = LossMeter(state, device), tick_every(device)
     tick, tick_images = time.monotonic(), 0
-    for items in windows(data.loader, accumulate):
-        losses = session.window.step(items, lambda item: _batch(session, item))
-        session.schedule.after_step()
-        state.step += 1
-        for loss, (*_, y) in zip(losses, items):
-            state.loss_sum += float(loss) * len(y)
-            state.seen += len(y)
-            tick_images += len(y) * world.size
-        elapsed = time.monotonic() - tick
-        progress("train", state.step, session.steps_per_epoch, loss=state.loss_sum / state.seen,
-                 images_per_s=tick_images / max(elapsed, 1e-9))
-        if distributed.any_rank(stop.raised, world, session.device):
-            return
+    try:
+        for items in windows(data.loader, accumulate):
+            losses = session.window.step(items, lambda item: _batch(session, item))
+            session.schedule.after_step()
+            state.step += 1
+            for loss, (*_, y) in zip(losses, items):
+                meter.add(loss, len(y))
+                tick_images += len(y) * world.size
+            ticked = is_tick(state.step, session.steps_per_epoch, every)
+            if ticked:
+                elapsed = time.monotonic() - tick
+                progress("train", state.step, session.steps_per_epoch, loss=meter.sync(),
+                         images_per_s=tick_images / max(elapsed, 1e-9))
+            # alone, a stop is a Python flag (read every step); under DDP asking the other ranks is a collective
+            if (ticked or not world.distributed) and distributed.any_rank(stop.raised, world, device):
+                return
+    finally:
+        meter.sync()
 
 
 def _batch(session: Session, item: tuple) -> tuple[Any, Any]:
