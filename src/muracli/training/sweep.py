@@ -141,7 +141,9 @@ def load_grid(path: Path | str, out: Path | str | None = None) -> Grid:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", "fix the line named above") from exc
+        found = re.search(r"line (\d+)", str(exc))
+        line = getattr(exc, "lineno", None) or (int(found.group(1)) if found else len(text.splitlines()))
+        raise ConfigError(f"{path}, line {line}: not valid TOML: {exc}", "fix that line (see examples/ for a grid)") from exc
     unknown = sorted(set(data) - {"base", "axes", "runs"})
     if unknown:
         raise ConfigError(f"{path}: unknown section {unknown[0]!r}", "a grid has [base], [axes] and/or [[runs]]")
