@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from muracli.errors import ConfigError, TrainingInterrupted
+from muracli.errors import ConfigError, MuraError, TrainingInterrupted
 from muracli.files import write_atomic
 from muracli.progress import ProgressFn, silent
 from muracli.runtime.rundir import RunDir
@@ -321,8 +321,8 @@ def run_sweep(
             on_start(run)
         if run.status == "restart":
             _clear(RunDir(run.path), main_rank)
-        if run.status == "resume":
-            config = resume_config(run.path, epochs=run.config.epochs)
+        if run.status == "resume":  # to the grid's epochs, with its way of executing (device, workers ...)
+            config = resume_config(run.path, **{name: getattr(run.config, name) for name in RESUMABLE_FIELDS})
             resume: Path | None = run.path
         else:
             config, resume = dataclasses.replace(run.config), None
@@ -330,14 +330,17 @@ def run_sweep(
         started = time.monotonic()
         try:
             result = train(config, resume=resume, progress=progress, on_epoch=callback)
-        except TrainingInterrupted as exc:
+        except (MuraError, KeyboardInterrupt) as exc:
+            # Ctrl-C in an epoch (last.pt saved), or while the data loads or the cache builds
+            code = getattr(exc, "exit_code", 130)
+            if code < 128 and isinstance(exc, MuraError):
+                raise
             run.result, run.seconds = "interrupted", time.monotonic() - started
             if main_rank:
                 write_record(grid)
-            raise TrainingInterrupted(
-                f"sweep interrupted in run {run.name}: {exc.message}", exc.exit_code - 128,
-                hint=f"continue the sweep with: {command}",
-            ) from exc
+            message = exc.message if isinstance(exc, MuraError) else "interrupted"
+            raise TrainingInterrupted(f"sweep interrupted in run {run.name}: {message}", code - 128,
+                                      hint=f"continue the sweep with: {command}") from exc
         run.result = "resumed" if resume is not None else "trained"
         run.seconds = time.monotonic() - started
         run.epoch, run.best_epoch, run.best_kappa = result.epochs, result.best_epoch, result.best_kappa
