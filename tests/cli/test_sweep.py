@@ -107,3 +107,21 @@ def test_a_run_that_crashed_before_its_first_epoch_starts_again(cli, synthetic_c
     assert result.exit_code == 0, result.stderr
     assert json.loads((run / "config.json").read_text())["config"]["seed"] == 3
     assert (run / "last.pt").is_file() and len((run / "metrics.csv").read_text().splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_torchrun_walks_every_run_on_all_ranks_and_prints_once(synthetic_cache, tmp_path):
+    # Two runs in one process group: a second init_process_group under torchrun would hang.
+    grid = grid_file(tmp_path, synthetic_cache, "epochs = 1\n[axes]\nseed = [0, 1]\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "muracli",
+         "sweep", str(grid), "--out", str(tmp_path / "sweep")],
+        capture_output=True, text=True, timeout=150, env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("seed-0", "seed-1"):
+        assert json.loads((tmp_path / "sweep" / name / "config.json").read_text())["device"]["world_size"] == 2
+        assert proc.stdout.count(f"{name} trained") == 1 and proc.stdout.count(f"{name} (") == 1  # rank 0 alone
+    assert proc.stdout.count("Sweep ") == 1
+    assert [run["result"] for run in json.loads((tmp_path / "sweep" / "sweep.json").read_text())["runs"]] == [
+        "trained", "trained"]

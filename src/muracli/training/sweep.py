@@ -304,13 +304,28 @@ def run_sweep(
     Under torchrun every rank walks the same list; only rank 0 writes sweep.json
     or clears a directory.
     """
-    from muracli.training.trainer import resume_config, train
+    from muracli.runtime import distributed
+    from muracli.runtime.devices import select_device
 
     main_rank = os.environ.get("RANK", "0") == "0"
-    progress = progress or silent
     read_statuses(grid)
     if main_rank:
         write_record(grid)
+    todo = [run for run in grid.runs if run.status != "done"]
+    world = distributed.world_from_environment()
+    # One process group for every run: each train() call finds it started and leaves it so.
+    started = bool(todo) and distributed.start(world, select_device(todo[0].config.device, world.local_rank))
+    try:
+        _run_all(grid, command, progress or silent, on_epoch, on_start, on_run, main_rank)
+    finally:
+        if started:
+            distributed.stop(world)
+    return grid
+
+
+def _run_all(grid: Grid, command: str, progress: ProgressFn, on_epoch, on_start, on_run, main_rank: bool) -> None:
+    from muracli.training.trainer import resume_config, train
+
     for run in grid.runs:
         if run.status == "done":
             run.result = "skipped"
@@ -348,7 +363,6 @@ def run_sweep(
             write_record(grid)
         if on_run is not None:
             on_run(run)
-    return grid
 
 
 def _clear(rundir: RunDir, main_rank: bool) -> None:

@@ -102,11 +102,12 @@ def train(
     config.validate()
     world = distributed.world_from_environment()
     device = select_device(config.device, world.local_rank)
-    distributed.start(world, device)
+    started = distributed.start(world, device)
     try:
         return _train(config, world, device, Path(resume) if resume else None, progress or silent, on_epoch)
     finally:
-        distributed.stop(world)
+        if started:
+            distributed.stop(world)
 
 
 def resume_config(run_dir: Path | str, *, epochs: int | None = None, **overrides: Any) -> TrainConfig:
