@@ -37,7 +37,7 @@ _mura() {
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
             else
-                COMPREPLY=($(compgen -W "download stats preprocess train average evaluate predict compare demo" -- "$cur"))
+                COMPREPLY=($(compgen -W "download stats preprocess train sweep average evaluate predict compare demo" -- "$cur"))
             fi
             return 0
             ;;
@@ -98,6 +98,17 @@ _mura() {
                 return 0
             fi
             COMPREPLY=()
+            ;;
+        sweep)
+            case "$prev" in
+                --out) _mura_complete_path -f; return 0 ;;
+            esac
+            opts="--out --dry-run -h --help"
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+                return 0
+            fi
+            _mura_complete_path -f
             ;;
         average)
             case "$prev" in

@@ -7,19 +7,20 @@ complete -c mura -e
 complete -c mura -f
 
 # the root: options and commands
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -l version -d 'Show the version and exit'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -l debug -d 'Show full tracebacks on errors (also MURA_DEBUG=1)'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -l quiet -s q -d 'No progress bars or status lines'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -s h -l help -d 'Show the help and exit'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a download -d 'Get MURA: a synthetic dataset, a local zip, or a resumable HTTP download'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a stats -d 'Studies (normal/abnormal), images and views per study, per split and...'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a preprocess -d 'Decode, convert to greyscale and resize every image once into a memor...'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a train -d 'Train a classifier; writes config.json, metrics.csv, best.pt, last.pt...'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a average -d 'Average a run\'s last K epochs\' weights into RUN/averaged.pt (BatchNor...'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a evaluate -d 'Evaluate a run, or an ensemble of runs, at study level: Cohen\'s kappa...'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a predict -d 'Predict abnormality per study (table, --json or --csv)'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a compare -d 'Compare runs: the options they differ in, best valid kappa and AUC (f...'
-complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train average evaluate predict compare demo' -a demo -d 'Run download, stats, preprocess, train, evaluate and predict on a syn...'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train sweep average evaluate predict compare demo' -l version -d 'Show the version and exit'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train sweep average evaluate predict compare demo' -l debug -d 'Show full tracebacks on errors (also MURA_DEBUG=1)'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train sweep average evaluate predict compare demo' -l quiet -s q -d 'No progress bars or status lines'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train sweep average evaluate predict compare demo' -s h -l help -d 'Show the help and exit'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train sweep average evaluate predict compare demo' -a download -d 'Get MURA: a synthetic dataset, a local zip, or a resumable HTTP download'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train sweep average evaluate predict compare demo' -a stats -d 'Studies (normal/abnormal), images and views per study, per split and...'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train sweep average evaluate predict compare demo' -a preprocess -d 'Decode, convert to greyscale and resize every image once into a memor...'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train sweep average evaluate predict compare demo' -a train -d 'Train a classifier; writes config.json, metrics.csv, best.pt, last.pt...'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train sweep average evaluate predict compare demo' -a sweep -d 'Train every run of a grid (image sizes, seeds, regularisation ...) in...'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train sweep average evaluate predict compare demo' -a average -d 'Average a run\'s last K epochs\' weights into RUN/averaged.pt (BatchNor...'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train sweep average evaluate predict compare demo' -a evaluate -d 'Evaluate a run, or an ensemble of runs, at study level: Cohen\'s kappa...'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train sweep average evaluate predict compare demo' -a predict -d 'Predict abnormality per study (table, --json or --csv)'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train sweep average evaluate predict compare demo' -a compare -d 'Compare runs: the options they differ in, best valid kappa and AUC (f...'
+complete -c mura -n 'not __fish_seen_subcommand_from download stats preprocess train sweep average evaluate predict compare demo' -a demo -d 'Run download, stats, preprocess, train, evaluate and predict on a syn...'
 
 # mura download
 complete -c mura -n '__fish_seen_subcommand_from download' -l synthetic -d 'Generate a synthetic MURA: the real layout, radiograph-like images, k...'
@@ -111,6 +112,12 @@ complete -c mura -n '__fish_seen_subcommand_from train' -l out -r -F -d 'Run dir
 complete -c mura -n '__fish_seen_subcommand_from train' -l resume -r -F -d 'Continue the run in this directory from its last.pt'
 complete -c mura -n '__fish_seen_subcommand_from train' -l json -d 'Print the result as JSON'
 complete -c mura -n '__fish_seen_subcommand_from train' -s h -l help -d 'Show the help and exit'
+
+# mura sweep
+complete -c mura -n '__fish_seen_subcommand_from sweep' -l out -r -F -d 'The folder of the runs'
+complete -c mura -n '__fish_seen_subcommand_from sweep' -l dry-run -d 'List the runs and their status; train nothing'
+complete -c mura -n '__fish_seen_subcommand_from sweep' -s h -l help -d 'Show the help and exit'
+complete -c mura -n '__fish_seen_subcommand_from sweep' -F
 
 # mura average
 complete -c mura -n '__fish_seen_subcommand_from average' -l last -x -d 'Average the last K kept epochs'

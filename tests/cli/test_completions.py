@@ -126,7 +126,7 @@ def complete_bash(words: list[str], cwd: Path | None = None) -> list[str]:
 @pytest.mark.parametrize(
     ("words", "expected"),
     [
-        (["mura", ""], ["download", "stats", "preprocess", "train", "average", "evaluate", "predict", "compare", "demo"]),
+        (["mura", ""], ["download", "stats", "preprocess", "train", "sweep", "average", "evaluate", "predict", "compare", "demo"]),
         (["mura", "tr"], ["train"]),
         (["mura", "--q"], ["--quiet"]),
         (["mura", "--debug", "pre"], ["preprocess", "predict"]),

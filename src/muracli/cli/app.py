@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from muracli import __version__
-from muracli.cli import average, compare, console, demo, download, evaluate, predict, preprocess, stats, train
+from muracli.cli import average, compare, console, demo, download, evaluate, predict, preprocess, stats, sweep, train
 
 app = typer.Typer(
     name="mura",
@@ -52,7 +52,7 @@ def root(
     console.configure(debug=debug, quiet=quiet)
 
 
-for module in (download, stats, preprocess, train, average, evaluate, predict, compare, demo):
+for module in (download, stats, preprocess, train, sweep, average, evaluate, predict, compare, demo):
     module.register(app)
 
 

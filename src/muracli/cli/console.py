@@ -108,6 +108,12 @@ class RichProgress:
             self._progress = None
 
     def __call__(self, task: str, completed: int, total: int | None = None, **fields: Any) -> None:
+        if "note" in fields:  # a line for people, not a bar: shown with or without bars
+            if self._progress is not None:
+                self._progress.console.print(_escape(fields["note"]))
+            else:
+                info(fields["note"])
+            return
         if self._progress is None:
             return
         text = "  ".join(f"{k.replace('_', ' ')} {_format_field(v)}" for k, v in fields.items())

@@ -34,6 +34,7 @@ import multiprocessing
 import operator
 import os
 import shutil
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -204,7 +205,7 @@ def build_cache(
         raise DataError(f"the dataset at {layout.root} lists no images that exist on disk", "run `mura stats` to see what is wrong")
     _make_folder(folder, explicit=out is not None)
 
-    with _locked(folder):
+    with _locked(folder, progress):
         # Another build may have finished while we waited for the lock.
         done = _complete_cache(folder, size, fit, fingerprint, explicit=out is not None)
         if done is not None:
@@ -277,18 +278,35 @@ def _make_folder(folder: Path, *, explicit: bool) -> None:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Refuse a second concurrent build of the same folder (POSIX only)."""
+def _locked(folder: Path, progress: "ProgressFn | None" = None, poll: float = 0.2) -> Iterator[None]:
+    """Hold the folder's build lock (POSIX only), waiting for another process that holds it.
+
+    The lock is an ``flock`` on ``.lock``: the kernel releases it when its
+    holder exits, however it ends, so a crashed build never blocks a later
+    one. While another process builds, the wait is reported as a ``note``
+    through ``progress`` (once, then every minute); there is no time limit.
+    """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
         yield
         return
+    report = progress or (lambda *a, **k: None)
     with open(folder / LOCK_NAME, "a+b") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise DataError(f"another `mura preprocess` is writing {folder}", "wait for it to finish, then run again") from exc
+        started = time.monotonic()
+        reported = None
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - started
+                if reported is None or waited - reported >= 60:
+                    still = f"still waiting ({waited / 60:.0f} min)" if reported is not None else "waiting"
+                    report("cache wait", 0, None,
+                           note=f"Another process is building the cache {folder}; {still} for it to finish")
+                    reported = waited
+                time.sleep(poll)
         try:
             yield
         finally:

@@ -40,12 +40,20 @@ def world_from_environment() -> World:
     return World()
 
 
-def start(world: World, device: torch.device) -> None:
+def start(world: World, device: torch.device) -> bool:
+    """Join the process group; True when this call created it (and so its caller should ``stop`` it).
+
+    A caller that runs several trainings in one process (``mura sweep``)
+    starts the group once: torchrun's store does not serve a second group
+    after the first is destroyed.
+    """
     if world.distributed and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend, rank=world.rank, world_size=world.size)
+        return True
+    return False
 
 
 def stop(world: World) -> None:

@@ -211,7 +211,7 @@ class TrainConfig:
             if meta["choices"] and value is not None:
                 check_choice(value, meta["choices"], f.name.replace("_", " "))
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                _check_range(value, meta["low"], meta["high"], flag_of(f))
+                check_range(value, meta["low"], meta["high"], flag_of(f))
 
         def check(ok: bool, message: str, hint: str | None = None) -> None:
             if not ok:
@@ -282,7 +282,7 @@ def flag_of(f: dataclasses.Field) -> str:
     return (f.metadata["flag"] or "--" + f.name.replace("_", "-")).split()[0]
 
 
-def _check_range(value: float, low: float | None, high: float | None, flag: str) -> None:
+def check_range(value: float, low: float | None, high: float | None, flag: str) -> None:
     name = flag.split("/")[0]
     if low is not None and high is not None and not low <= value <= high:
         raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value:g}")

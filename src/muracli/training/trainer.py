@@ -111,11 +111,12 @@ def train(
     world = distributed.world_from_environment()
     device = select_device(config.device, world.local_rank)
     resolve_sizes(config, device.type, device_memory(device))
-    distributed.start(world, device)
+    started = distributed.start(world, device)
     try:
         return _train(config, world, device, Path(resume) if resume else None, progress or silent, on_epoch, on_note)
     finally:
-        distributed.stop(world)
+        if started:
+            distributed.stop(world)
 
 
 def resume_config(run_dir: Path | str, *, epochs: int | None = None, **overrides: Any) -> TrainConfig:
