@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 
 
-def grid_file(tmp_path: Path, cache, runs: str, *, lr: float = 2e-3) -> Path:
+def grid_file(tmp_path: Path, cache, runs: str, *, lr: float | None = 2e-3, batch_size: int | None = 16) -> Path:
+    """A grid over ``cache``; ``lr`` or ``batch_size`` None leaves it to the device, as `mura train` does."""
     path = tmp_path / "grid.toml"
+    sizes = "".join(f"{key} = {value}\n" for key, value in (("batch_size", batch_size), ("lr", lr)) if value is not None)
     path.write_text(f"""
 [base]
 cache = "{cache.path}"
 model = "cnn"
-batch_size = 16
-lr = {lr}
-cpu = true
+{sizes}cpu = true
 {runs}
 """)
     return path
@@ -96,7 +96,8 @@ def test_a_sweep_stopped_in_its_second_run_completes_and_leaves_the_first_untouc
 
 @pytest.mark.slow
 def test_a_run_that_crashed_before_its_first_epoch_starts_again(cli, synthetic_cache, tmp_path):
-    grid = grid_file(tmp_path, synthetic_cache, "epochs = 1\n[axes]\nseed = [3]\n")
+    # batch size and lr left to the device: the run records 32 and 1e-3, and the grid still matches it
+    grid = grid_file(tmp_path, synthetic_cache, "epochs = 1\n[axes]\nseed = [3]\n", lr=None, batch_size=None)
     run = tmp_path / "sweep" / "seed-3"
     run.mkdir(parents=True)
     (run / "config.json").write_text("{}")  # what a crash during the first epoch leaves
@@ -107,6 +108,10 @@ def test_a_run_that_crashed_before_its_first_epoch_starts_again(cli, synthetic_c
     assert result.exit_code == 0, result.stderr
     assert json.loads((run / "config.json").read_text())["config"]["seed"] == 3
     assert (run / "last.pt").is_file() and len((run / "metrics.csv").read_text().splitlines()) == 2
+    recorded = json.loads((run / "config.json").read_text())["config"]
+    assert (recorded["batch_size"], recorded["lr"]) == (32, 1e-3)
+    listed = cli("sweep", grid, "--out", tmp_path / "sweep", "--dry-run")
+    assert listed.exit_code == 0 and "done" in listed.stdout, listed.stderr
 
 
 @pytest.mark.slow

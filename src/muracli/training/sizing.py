@@ -65,6 +65,11 @@ def default_lr(batch_size: int) -> float:
     return BASE_LR if batch_size == CPU_BATCH else BASE_LR * batch_size / CPU_BATCH
 
 
+#: The ``TrainConfig`` fields that ``resolve_sizes`` fills in when a run leaves them unset: a run
+#: records the resolved values, and a config that leaves them unset accepts whatever they became.
+RESOLVED_AT_START = ("batch_size", "lr", "eval_batch_images")
+
+
 def resolve_sizes(config, device_type: str, total_memory: int | None):
     """Choose ``config``'s (a ``TrainConfig``'s) unset ``batch_size``, ``lr`` and ``eval_batch_images``,
     in place; returns it."""

@@ -35,6 +35,7 @@ from muracli.files import write_atomic
 from muracli.progress import ProgressFn, silent
 from muracli.runtime.rundir import RunDir
 from muracli.training.config import EXECUTION_FIELDS, FIELDS, RESUMABLE_FIELDS, TrainConfig, check_range
+from muracli.training.sizing import RESOLVED_AT_START
 
 try:  # Python 3.11+
     import tomllib
@@ -265,7 +266,11 @@ def _read_status(run: PlannedRun, grid: Grid) -> None:
         return
     recorded = TrainConfig.from_dict(rundir.read_config()["config"])
     fixed = EXECUTION_FIELDS | RESUMABLE_FIELDS
-    differ = [name for name in FIELDS if name not in fixed and getattr(recorded, name) != getattr(run.config, name)]
+    differ = [
+        name for name in FIELDS
+        if name not in fixed and getattr(recorded, name) != getattr(run.config, name)
+        and not (name in RESOLVED_AT_START and getattr(run.config, name) is None)  # left to the device
+    ]
     if differ:
         what = ", ".join(f"{name} {getattr(recorded, name)!r} → {getattr(run.config, name)!r}" for name in differ)
         raise ConfigError(
