@@ -102,6 +102,23 @@ def test_resume_with_plateau_schedule_matches_straight_run(synthetic_cache, tmp_
     assert metrics_rows(straight.run_dir) == metrics_rows(resumed.run_dir)
 
 
+def test_metrics_csv_holds_the_epoch_before_last_pt_does(synthetic_cache, tmp_path, monkeypatch):
+    # A crash between the two writes must never leave a last.pt of epoch N without N's row:
+    # sweeps and --resume take last.pt's epoch as done. The row comes first.
+    from muracli.training.checkpointer import Checkpointer
+
+    seen = []
+    save_last = Checkpointer.save_last
+
+    def spy(self, state):
+        seen.append((state.epoch, [int(r["epoch"]) for r in metrics_rows(self.run.path)]))
+        return save_last(self, state)
+
+    monkeypatch.setattr(Checkpointer, "save_last", spy)
+    train(small_config(synthetic_cache, tmp_path / "run", epochs=2, augment=False))
+    assert seen == [(1, [1]), (2, [1, 2])]
+
+
 def test_early_stopping_on_kappa(synthetic_cache, tmp_path):
     result = train(small_config(synthetic_cache, tmp_path / "run", epochs=30, early_stop=1, lr=1e-7))
     assert result.stopped_early

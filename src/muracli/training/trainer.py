@@ -161,7 +161,6 @@ def _train(config: TrainConfig, world: World, device, resume: Path | None, progr
             row, improved = _epoch(session, state, checkpoints, stop, progress)
             history.append(row)
             if world.is_main:
-                run.append_metrics(row)
                 run.log(epoch_line(row, config.epochs))
                 _draw_curves(run, history)
                 if on_epoch is not None:
@@ -290,6 +289,10 @@ def _epoch(session: Session, state: Progress, checkpoints: Checkpointer, stop: S
     }
     weights, chosen = _better_weights(row, config.chooser) if session.ema is not None else ("raw", row)
     improved = state.end_epoch(epoch, chosen, chooser=config.chooser, early_stop=config.early_stop)
+    if world.is_main:
+        # The row before last.pt: a crash in between leaves a row that a resume from the older
+        # last.pt drops (truncate_metrics), never a last.pt whose epoch metrics.csv lacks.
+        checkpoints.run.append_metrics(row)
     if improved:
         checkpoints.save_best(epoch, row, weights=weights)
     checkpoints.save_last(state)
