@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,7 @@ def test_the_tour_runs_as_written(tmp_path):
     env.update(MURA_STATE_DIR=str(tmp_path / "state"), NO_COLOR="1", COLUMNS="120")
     work = tmp_path / "tour"
     work.mkdir()
+    shutil.copytree(README.parent / "examples", work / "examples")  # the tour runs from the repository's folder
     outputs = {}
     for line in command_lines(tour):
         (args,) = mura_arguments(line)
@@ -101,5 +103,10 @@ def test_the_tour_runs_as_written(tmp_path):
     for name in ("metrics.json", "predictions.csv", "image_predictions.csv", "roc.png", "confusion.png"):
         assert (work / "eval" / "cnn-64" / name).is_file(), name
     assert list((work / "cams").glob("*.png"))
+    for seed in (0, 1):  # the two-run grid, each run complete
+        assert (work / "sweeps" / "seeds" / f"seed-{seed}" / "last.pt").is_file()
+    assert (work / "sweeps" / "seeds" / "sweep.json").is_file()
+    folded = outputs["mura compare sweeps/seeds --format markdown"]
+    assert "| seed | 2 | cnn |" in folded  # seed-0 and seed-1 folded into one row of 2 runs
     json_line = next(line for line in outputs if "--json" in line)
     assert '"disclaimer"' in outputs[json_line]

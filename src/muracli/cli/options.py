@@ -73,6 +73,8 @@ def config_parameters(config: type) -> list[inspect.Parameter]:
     applies, and a resumed run can tell what was asked for; the help line
     states that default (or the field's ``shown`` text).
     """
+    from muracli.training.config import declarations
+
     hints = typing.get_type_hints(config)
     parameters = []
     for f in dataclasses.fields(config):
@@ -80,7 +82,7 @@ def config_parameters(config: type) -> list[inspect.Parameter]:
         if meta.get("help") is None:
             continue
         kind = _value_type(f, hints[f.name])
-        decls = (meta["flag"] or _default_flag(f.name, kind)).split()
+        decls = declarations(f, kind)
         limits = {"min": meta["low"], "max": meta["high"]} if kind in (int, float) else {}
         info = typer.Option(*decls, help=_help(f), show_default=False, **limits)
         parameters.append(
@@ -107,20 +109,14 @@ def config_values(config: type, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _value_type(f: dataclasses.Field, hint: Any) -> type:
+    from muracli.training.config import value_type
+
     meta = f.metadata
-    if meta["cli_type"] is not None:
-        return meta["cli_type"]
-    if meta["choices"]:
+    if meta["cli_type"] is None and meta["choices"]:
         return choice_enum(f.name.title().replace("_", ""), meta["choices"])
-    if meta["path"]:
+    if meta["cli_type"] is None and meta["path"]:
         return Path
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if args else hint
-
-
-def _default_flag(name: str, kind: type) -> str:
-    flag = "--" + name.replace("_", "-")
-    return f"{flag}/--no-{flag[2:]}" if kind is bool else flag
+    return value_type(f, hint)
 
 
 def _help(f: dataclasses.Field) -> str:

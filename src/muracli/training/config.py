@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
@@ -272,6 +273,23 @@ FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in fields(TrainConfig)}
 EXECUTION_FIELDS = frozenset(name for name, f in FIELDS.items() if f.metadata["execution"])
 #: What ``--resume`` may change: how the rest of the run executes, and how long it goes on.
 RESUMABLE_FIELDS = frozenset(name for name, f in FIELDS.items() if f.metadata["resumable"])
+
+
+def declarations(f: dataclasses.Field, kind: type) -> list[str]:
+    """Click's declarations of field ``f``'s option: its ``flag`` metadata, else ``--field-name``
+    (``--field-name/--no-field-name`` for a switch, ``kind`` bool). ``mura train`` and grid keys read these."""
+    if f.metadata["flag"]:
+        return f.metadata["flag"].split()
+    flag = "--" + f.name.replace("_", "-")
+    return [f"{flag}/--no-{flag[2:]}" if kind is bool else flag]
+
+
+def value_type(f: dataclasses.Field, hint: Any) -> type:
+    """The type of value field ``f``'s option takes: its ``cli_type``, else its annotation ``hint`` without ``None``."""
+    if f.metadata["cli_type"] is not None:
+        return f.metadata["cli_type"]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
 
 
 def flag_of(f: dataclasses.Field) -> str:

@@ -34,7 +34,9 @@ from muracli.errors import ConfigError, MuraError, TrainingInterrupted
 from muracli.files import write_atomic
 from muracli.progress import ProgressFn, silent
 from muracli.runtime.rundir import RunDir
-from muracli.training.config import EXECUTION_FIELDS, FIELDS, RESUMABLE_FIELDS, TrainConfig, check_range
+from muracli.training.config import (
+    EXECUTION_FIELDS, FIELDS, RESUMABLE_FIELDS, TrainConfig, check_range, declarations, value_type,
+)
 from muracli.training.sizing import RESOLVED_AT_START
 
 try:  # Python 3.11+
@@ -67,21 +69,13 @@ def grid_keys() -> dict[str, GridKey]:
         meta = f.metadata
         if meta["help"] is None or name in _NOT_IN_GRID:
             continue
-        kind = meta["cli_type"] or _plain_type(hints[name])
-        flags = (meta["flag"] or "").split()
-        long = next((d for d in flags if d.startswith("--")), None)
-        if long is None:
-            long = "--" + name.replace("_", "-") + (f"/--no-{name.replace('_', '-')}" if kind is bool else "")
+        kind = value_type(f, hints[name])
+        long = next(d for d in declarations(f, kind) if d.startswith("--"))
         names = [part[2:].replace("-", "_") for part in long.split("/")]
         keys[names[0]] = GridKey(names[0], name, kind)
         if len(names) > 1:
             keys[names[1]] = GridKey(names[1], name, kind, negate=True)
     return keys
-
-
-def _plain_type(hint: Any) -> type:
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if args else hint
 
 
 @dataclass
