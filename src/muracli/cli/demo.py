@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 EXAMPLES = examples(
     """
-  # everything into ./mura-demo (about a minute on a 2-core CPU), then read the report
+  # everything into ./mura-demo (about a minute and a half on a 2-core CPU), then read the report
   mura demo
   less mura-demo/report.md
 

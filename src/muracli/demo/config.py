@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 #: The demo's training choices, as ``TrainConfig`` fields; every other field keeps
 #: ``TrainConfig``'s default. They are picked for a run of a few epochs at a small
-#: image size that must be clearly better than chance in about a minute of CPU.
+#: image size that must be clearly better than chance in a minute or two of CPU.
 TRAINING: Mapping[str, Any] = MappingProxyType({
     "model": "cnn",
     "batch_size": 32,
@@ -49,7 +49,7 @@ TRAINING: Mapping[str, Any] = MappingProxyType({
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The demo's options. The defaults finish in about a minute on a 2-core CPU (well under three)
+    """The demo's options. The defaults finish in about a minute and a half on a 2-core CPU (well under three)
     and give a model that is clearly better than chance (see the README)."""
 
     dir: Path = Path("mura-demo")
