@@ -155,13 +155,14 @@ def bootstrap_intervals(
     Arguments as ``binary_metrics``; ``n`` resamples, ``level`` the coverage."""
     check_bootstrap(n, level)
     distribution = bootstrap_distribution(labels, probabilities, threshold, n=n, seed=seed, predictions=predictions)
-    quantiles = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
-    intervals: dict[str, tuple[float, float] | None] = {}
-    for name, values in distribution.items():
-        defined = values[~np.isnan(values)]
-        if len(defined) == 0:
-            intervals[name] = None
-        else:
-            low, high = np.percentile(defined, quantiles)
-            intervals[name] = (float(low), float(high))
-    return intervals
+    return {name: percentile_interval(values, level) for name, values in distribution.items()}
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
+    """The ``level`` percentile interval of resampled ``values``, the undefined (NaN) ones left
+    out; None when every one is undefined."""
+    defined = values[~np.isnan(values)]
+    if len(defined) == 0:
+        return None
+    low, high = np.percentile(defined, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return float(low), float(high)

@@ -244,24 +244,31 @@ def best_epoch(epochs: list[dict[str, Any]], chooser: str) -> tuple[dict[str, An
     """The epoch row ``best.pt`` holds, as training chose it, and its weights (``raw`` or ``ema``).
 
     The best epoch is the first of highest ``<chooser>_kappa`` (``valid``, or ``select`` for a run
-    chosen on a held-out part of train); an undefined kappa counts as -1. With EMA, an epoch's
-    kappa is the better of the raw and the EMA weights' on the choosing split (a tie keeps raw),
-    and the row's valid metrics are those of the same weights. Epochs without the chooser's
-    column are passed over; ``(None, None)`` when none has it.
+    chosen on a held-out part of train); an undefined kappa counts as -1. With EMA, an epoch is
+    scored with the weights ``chosen_weights`` picks. Epochs without the chooser's column are
+    passed over; ``(None, None)`` when none has it.
     """
     column = f"{chooser}_kappa"
     best, best_score, best_weights = None, -math.inf, None
     for row in epochs:
         if column not in row:
             continue
-        weights, chosen = "raw", row
-        if _score(row.get(f"ema_{column}")) > _score(row.get(column)) and f"ema_{column}" in row:
-            weights = "ema"
-            chosen = {**row, **{f"{split}_{metric}": row.get(f"ema_{split}_{metric}")
-                                for split in {chooser, "valid"} for metric in ("kappa", "auc")}}
+        weights, chosen = chosen_weights(row, chooser)
         if _score(chosen.get(column)) > best_score:
             best, best_score, best_weights = chosen, _score(chosen.get(column)), weights
     return best, best_weights
+
+
+def chosen_weights(row: dict[str, Any], chooser: str) -> tuple[str, dict[str, Any]]:
+    """``("ema", the row as the EMA weights scored)`` when an epoch's EMA weights have the better
+    kappa on the choosing split (``ema_<chooser>_kappa``), else ``("raw", row)``; a tie, or a row
+    without EMA metrics, keeps the raw weights. The one rule for the trainer (which weights
+    best.pt keeps) and for reading metrics.csv back (``best_epoch``)."""
+    column = f"{chooser}_kappa"
+    if f"ema_{column}" not in row or _score(row[f"ema_{column}"]) <= _score(row.get(column)):
+        return "raw", row
+    keys = {f"{split}_{metric}" for split in (chooser, "valid") for metric in ("kappa", "auc")}
+    return "ema", {**row, **{key: row.get(f"ema_{key}") for key in keys}}
 
 
 def _score(kappa: float | None) -> float:

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from muracli.errors import DataError
 from muracli.metrics.binary import as_labels, binary_metrics
-from muracli.metrics.bootstrap import bootstrap_distribution, check_bootstrap
+from muracli.metrics.bootstrap import bootstrap_distribution, check_bootstrap, percentile_interval
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,16 +57,13 @@ def paired_bootstrap(
     point_b = binary_metrics(y, probs_b, threshold_b, predictions=predictions_b)
     dist_a = bootstrap_distribution(y, probs_a, threshold_a, n=n, seed=seed, predictions=predictions_a)
     dist_b = bootstrap_distribution(y, probs_b, threshold_b, n=n, seed=seed, predictions=predictions_b)
-    quantiles = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
     result: dict[str, tuple[float, float, float] | None] = {}
     for metric in PAIRED_METRICS:
-        differences = dist_b[metric] - dist_a[metric]
-        defined = differences[~np.isnan(differences)]
-        if point_a[metric] is None or point_b[metric] is None or len(defined) == 0:
+        interval = percentile_interval(dist_b[metric] - dist_a[metric], level)
+        if point_a[metric] is None or point_b[metric] is None or interval is None:
             result[metric] = None
             continue
-        low, high = np.percentile(defined, quantiles)
-        result[metric] = (point_b[metric] - point_a[metric], float(low), float(high))
+        result[metric] = (point_b[metric] - point_a[metric], *interval)
     return result
 
 

@@ -25,6 +25,7 @@ from muracli.batches.augment import GREY_MEAN, GREY_STD, AugmentConfig
 from muracli.batches.mix import BatchMix
 from muracli.batches.sampler import mix_seed
 from muracli.choices import CLASS_NAMES
+from muracli.metrics.compare import chosen_weights
 from muracli.errors import CheckpointError, ConfigError
 from muracli.progress import ProgressFn, silent
 from muracli.runtime import distributed
@@ -287,7 +288,7 @@ def _epoch(session: Session, state: Progress, checkpoints: Checkpointer, stop: S
         "seconds": seconds,
         "images_per_s": fresh / seconds if seconds > 0 else None,
     }
-    weights, chosen = _better_weights(row, config.chooser) if session.ema is not None else ("raw", row)
+    weights, chosen = chosen_weights(row, config.chooser)  # raw, unless --ema's weights scored better
     improved = state.end_epoch(epoch, chosen, chooser=config.chooser, early_stop=config.early_stop)
     if world.is_main:
         # The row before last.pt: a crash in between leaves a row that a resume from the older
@@ -298,18 +299,6 @@ def _epoch(session: Session, state: Progress, checkpoints: Checkpointer, stop: S
     checkpoints.save_last(state)
     checkpoints.save_epoch(epoch, row)
     return row, improved
-
-
-def _better_weights(row: dict[str, Any], chooser: str) -> tuple[str, dict[str, Any]]:
-    """``("ema", the row as the EMA weights scored)`` when they have the better kappa on the
-    choosing split, else ``("raw", row)``; a tie keeps the raw weights."""
-    def score(kappa):
-        return -1.0 if kappa is None else kappa
-
-    if score(row[f"ema_{chooser}_kappa"]) <= score(row[f"{chooser}_kappa"]):
-        return "raw", row
-    keys = {f"{split}_{metric}" for split in (chooser, "valid") for metric in ("kappa", "auc")}
-    return "ema", {**row, **{key: row[f"ema_{key}"] for key in keys}}
 
 
 def _validate(session: Session, model: nn.Module, progress: ProgressFn) -> dict[str, Any]:
