@@ -62,6 +62,14 @@ def info(message: str) -> None:
         err.print(_escape(message))
 
 
+def epoch(row: dict[str, Any], epochs: int, *, indent: str = "") -> None:
+    """One finished epoch of a training run on stdout (``runtime.rundir.epoch_line``), starred when best.pt took it."""
+    from muracli.runtime.rundir import epoch_line
+
+    star = " [green]*best[/]" if row.get("best") else ""
+    out.print(indent + _escape(epoch_line(row, epochs)) + star, soft_wrap=True)
+
+
 def _escape(text: str) -> str:
     from rich.markup import escape
 

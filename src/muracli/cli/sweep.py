@@ -81,11 +81,8 @@ def sweep(
             console.out.print(f"[bold]{escape(run.name)}[/] ({escape(_options(run))}): {_status(run)}")
 
     def on_epoch(run, row: dict[str, Any]) -> None:
-        from muracli.runtime.rundir import epoch_line
-
         if not quiet:
-            star = " [green]*best[/]" if row.get("best") else ""
-            console.out.print("  " + escape(epoch_line(row, run.config.epochs)) + star, soft_wrap=True)
+            console.epoch(row, run.config.epochs, indent="  ")
 
     def on_run(run) -> None:
         if quiet:

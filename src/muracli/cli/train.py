@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from muracli.cli import console
 from muracli.cli.options import config_parameters, config_values, examples
-from muracli.training.config import TrainConfig  # the option table: torch-free
+from muracli.training.config import TrainConfig, sized_to_cache  # the option table: torch-free
 
 EXAMPLES = examples(
     """
@@ -55,20 +55,13 @@ def train(**options: Any) -> None:
 
         config = resume_config(resume, **given)
     else:
-        if "cache" in given and "image_size" not in given:
-            from muracli.data.cache import open_cache
+        config = TrainConfig(**sized_to_cache(given))
 
-            given["image_size"] = open_cache(given["cache"]).size
-        config = TrainConfig(**given)
-
-    from muracli.runtime.rundir import epoch_line
     from muracli.training.trainer import train as run_training
 
     def on_epoch(row: dict[str, Any]) -> None:
-        if json_output or console.state.quiet:
-            return
-        star = " [green]*best[/]" if row.get("best") else ""
-        console.out.print(escape(epoch_line(row, config.epochs)) + star, soft_wrap=True)
+        if not (json_output or console.state.quiet):
+            console.epoch(row, config.epochs)
 
     with console.RichProgress(enabled=console.show_progress() and main_rank) as progress:
         result = run_training(config, resume=resume, progress=progress, on_epoch=on_epoch, on_note=console.warn)

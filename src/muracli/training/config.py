@@ -275,6 +275,16 @@ EXECUTION_FIELDS = frozenset(name for name, f in FIELDS.items() if f.metadata["e
 RESUMABLE_FIELDS = frozenset(name for name, f in FIELDS.items() if f.metadata["resumable"])
 
 
+def sized_to_cache(given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` (``TrainConfig`` field values) with ``image_size`` read from ``cache`` when a run
+    names a cache and no image size: it trains at the size the cache holds (``mura train``, grids)."""
+    if given.get("cache") is not None and "image_size" not in given:
+        from muracli.data.cache import open_cache
+
+        given = {**given, "image_size": open_cache(given["cache"]).size}
+    return given
+
+
 def declarations(f: dataclasses.Field, kind: type) -> list[str]:
     """Click's declarations of field ``f``'s option: its ``flag`` metadata, else ``--field-name``
     (``--field-name/--no-field-name`` for a switch, ``kind`` bool). ``mura train`` and grid keys read these."""

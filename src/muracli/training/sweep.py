@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
 import re
 import time
 import typing
@@ -35,7 +34,7 @@ from muracli.files import write_atomic
 from muracli.progress import ProgressFn, silent
 from muracli.runtime.rundir import RunDir
 from muracli.training.config import (
-    EXECUTION_FIELDS, FIELDS, RESUMABLE_FIELDS, TrainConfig, check_range, declarations, value_type,
+    EXECUTION_FIELDS, FIELDS, RESUMABLE_FIELDS, TrainConfig, check_range, declarations, sized_to_cache, value_type,
 )
 from muracli.training.sizing import RESOLVED_AT_START
 
@@ -207,12 +206,8 @@ def _config(options: dict[str, Any], keys: dict[str, GridKey], grid: Grid) -> Tr
             given[spec.field] = convert(value) if convert else value
         except ConfigError as exc:
             raise ConfigError(f"{grid.path}: {key}: {exc.message}", exc.hint) from exc
-    if "cache" in given and "image_size" not in given:
-        from muracli.data.cache import open_cache
-
-        given["image_size"] = open_cache(given["cache"]).size
     try:
-        return TrainConfig(**given).validate()
+        return TrainConfig(**sized_to_cache(given)).validate()
     except ConfigError as exc:
         raise ConfigError(f"{grid.path}: {exc.message}", exc.hint) from exc
 
@@ -306,24 +301,25 @@ def run_sweep(
     from muracli.runtime import distributed
     from muracli.runtime.devices import select_device
 
-    main_rank = os.environ.get("RANK", "0") == "0"
+    world = distributed.world_from_environment()
     read_statuses(grid)
-    if main_rank:
+    if world.is_main:
         write_record(grid)
     todo = [run for run in grid.runs if run.status != "done"]
-    world = distributed.world_from_environment()
     # One process group for every run: each train() call finds it started and leaves it so.
     started = bool(todo) and distributed.start(world, select_device(todo[0].config.device, world.local_rank))
     try:
-        _run_all(grid, command, progress or silent, on_epoch, on_start, on_run, main_rank)
+        _run_all(grid, command, progress or silent, on_epoch, on_start, on_run, world)
     finally:
         if started:
             distributed.stop(world)
     return grid
 
 
-def _run_all(grid: Grid, command: str, progress: ProgressFn, on_epoch, on_start, on_run, main_rank: bool) -> None:
+def _run_all(grid: Grid, command: str, progress: ProgressFn, on_epoch, on_start, on_run, world) -> None:
     from muracli.training.trainer import resume_config, train
+
+    main_rank = world.is_main
 
     for run in grid.runs:
         if run.status == "done":
@@ -334,7 +330,7 @@ def _run_all(grid: Grid, command: str, progress: ProgressFn, on_epoch, on_start,
         if on_start is not None:
             on_start(run)
         if run.status == "restart":
-            _clear(RunDir(run.path), main_rank)
+            _clear(RunDir(run.path), world)
         if run.status == "resume":  # to the grid's epochs, with its way of executing (device, workers ...)
             config = resume_config(run.path, **{name: getattr(run.config, name) for name in RESUMABLE_FIELDS})
             resume: Path | None = run.path
@@ -364,16 +360,16 @@ def _run_all(grid: Grid, command: str, progress: ProgressFn, on_epoch, on_start,
             on_run(run)
 
 
-def _clear(rundir: RunDir, main_rank: bool) -> None:
+def _clear(rundir: RunDir, world) -> None:
     """Remove what a run left before finishing its first epoch, so it starts clean.
 
-    Rank 0 removes; the other ranks wait until it has (the trainer refuses a directory holding a run).
+    Rank 0 removes; every rank meets it at a barrier after (the trainer refuses a directory holding a run).
     """
-    if main_rank:
+    from muracli.runtime import distributed
+
+    if world.is_main:
         for name in _RUN_FILES:
             (rundir.path / name).unlink(missing_ok=True)
         for kept in rundir.epoch_checkpoints():
             kept.unlink(missing_ok=True)
-        return
-    while rundir.holds_run():
-        time.sleep(0.1)
+    distributed.barrier(world)
